@@ -1,0 +1,380 @@
+//! The checked configuration: what every plexgate process runs on.
+//!
+//! Built once at start by [`crate::load`] from the merged zowe.yaml of one instance; every
+//! value here is valid, every default is filled in and every path is resolved, so the rest of
+//! plexgate never re-checks or re-derives configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::Secret;
+
+/// The configuration of one process: the whole file seen from one haInstance (or from none).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// The file it came from (or `<embedded default>`).
+    pub source: String,
+    /// The haInstance this view belongs to, if any.
+    pub ha_instance: Option<String>,
+    /// Names of the virtual address.
+    pub external_domains: Vec<String>,
+    /// Port of the virtual address.
+    pub external_port: u16,
+    /// Absolute workspace directory.
+    pub workspace_directory: PathBuf,
+    /// How peers' certificates are checked.
+    pub verify_certificates: VerifyCertificates,
+    /// Allowed TLS versions.
+    pub tls: TlsVersions,
+    /// PEM files this process uses.
+    pub certificates: Certificates,
+    /// Every haInstance, in file order, with its merged gateway and caching-service settings.
+    pub instances: Vec<Instance>,
+    /// The gateway of this instance.
+    pub gateway: GatewayConfig,
+    /// The caching service of this instance.
+    pub caching_service: CachingServiceConfig,
+    /// `https://host:port` of every caching service in the topology, in file order.
+    pub caching_service_urls: Vec<String>,
+    /// The distributor.
+    pub distributor: DistributorConfig,
+    /// z/OSMF, when configured.
+    pub zosmf: Option<ZosmfConfig>,
+}
+
+/// `zowe.verifyCertificates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VerifyCertificates {
+    /// Trust chain and host name.
+    Strict,
+    /// Trust chain only.
+    Nonstrict,
+    /// Nothing checked (development only).
+    Disabled,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+/// The range of TLS versions servers and clients accept.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TlsVersions {
+    /// Lowest.
+    pub min: TlsVersion,
+    /// Highest.
+    pub max: TlsVersion,
+}
+
+/// PEM files, resolved to absolute paths.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificates {
+    /// Server private key.
+    pub key: PathBuf,
+    /// Server certificate chain.
+    pub certificate: PathBuf,
+    /// CA certificates trusted for peers.
+    pub certificate_authorities: Vec<PathBuf>,
+    /// Client private key for mutual TLS to the caching service.
+    pub client_key: PathBuf,
+    /// Client certificate for mutual TLS to the caching service.
+    pub client_certificate: PathBuf,
+    /// True when these are the development certificates `plexgate init certificate` makes.
+    pub generated: bool,
+}
+
+/// One haInstance as the topology sees it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    /// Its id under `haInstances`.
+    pub id: String,
+    /// Where it runs.
+    pub hostname: String,
+    /// z/OS system name, if given.
+    pub sysname: Option<String>,
+    /// Its gateway port, when its gateway is enabled.
+    pub gateway_port: Option<u16>,
+    /// Its caching-service port, when its caching service is enabled.
+    pub caching_service_port: Option<u16>,
+}
+
+/// The gateway of this instance.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Host it listens on.
+    pub host: String,
+    /// Its HTTPS port.
+    pub port: u16,
+    /// How passwords are checked.
+    pub auth_provider: AuthProvider,
+    /// The users file (read by the `users-file` provider, written by `plexgate users add`).
+    pub users_file: PathBuf,
+    /// Its certificates (`components.gateway.certificate` over `zowe.certificate`).
+    pub certificates: Certificates,
+}
+
+/// `components.gateway.apiml.security.auth.provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthProvider {
+    /// Ask z/OSMF.
+    Zosmf,
+    /// plexgate's Argon2id users file.
+    UsersFile,
+}
+
+/// The caching service of this instance.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachingServiceConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Host it listens on.
+    pub host: String,
+    /// Its HTTPS port.
+    pub port: u16,
+    /// Its storage.
+    pub storage: StorageConfig,
+    /// Its certificates (`components.caching-service.certificate` over `zowe.certificate`).
+    pub certificates: Certificates,
+}
+
+/// `components.caching-service.storage`, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageConfig {
+    /// The back end.
+    pub mode: StorageMode,
+    /// Most entries.
+    pub size: u64,
+    /// What happens when full.
+    pub eviction_strategy: EvictionStrategy,
+    /// The file of the `durable` back end.
+    pub durable_file: PathBuf,
+    /// Redis settings, for the `redis` back end.
+    pub redis: Option<RedisConfig>,
+}
+
+/// Storage back end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StorageMode {
+    /// Process memory; nothing persists.
+    InMemory,
+    /// Embedded single-file ACID store (also what `VSAM` means here).
+    Durable,
+    /// A Redis server or Sentinel-managed group.
+    Redis,
+    /// Accepted in the file for compatibility; the caching service refuses it at start.
+    Infinispan,
+}
+
+/// `storage.evictionStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EvictionStrategy {
+    /// Refuse new entries when full (507).
+    Reject,
+    /// Drop the oldest entry to make room.
+    RemoveOldest,
+}
+
+/// Redis settings, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisConfig {
+    /// The master, without Sentinel.
+    pub master: Option<RedisNode>,
+    /// Time to wait for Redis.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Sentinel, when enabled.
+    pub sentinel: Option<SentinelConfig>,
+    /// TLS, when enabled.
+    pub tls: Option<RedisTls>,
+}
+
+/// A Redis or Sentinel node.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisNode {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// ACL user, if any.
+    pub user: Option<String>,
+    /// Password, if any (never printed).
+    pub password: Option<Secret>,
+}
+
+/// Sentinel settings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentinelConfig {
+    /// The master's name in Sentinel.
+    pub master_instance: String,
+    /// The Sentinels.
+    pub nodes: Vec<RedisNode>,
+}
+
+/// TLS to Redis.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisTls {
+    /// CA certificates to verify Redis with (default: the configured CAs).
+    pub ca: Vec<PathBuf>,
+}
+
+/// The distributor, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributorConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Listen host.
+    pub address: String,
+    /// Listen port.
+    pub port: u16,
+    /// Distribution method.
+    pub method: Method,
+    /// hotStandby: go back to the preferred target when it recovers.
+    pub auto_switch_back: bool,
+    /// Targets in order of preference.
+    pub targets: Vec<TargetConfig>,
+    /// Active health checks.
+    pub health_check: HealthCheckConfig,
+    /// The admin listener, if enabled.
+    pub admin: Option<AdminConfig>,
+    /// Most concurrent client connections.
+    pub max_connections: u32,
+    /// Most concurrent connections per target (0: no limit of its own).
+    pub max_connections_per_target: u32,
+    /// Close connections idle this long.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, time for open connections to finish.
+    #[serde(with = "humantime_serde_compat")]
+    pub drain_timeout: Duration,
+    /// Send PROXY protocol v2 to the gateways.
+    pub proxy_protocol: bool,
+}
+
+/// `components.distributor.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Method {
+    /// All to the preferred target; backups in rank order when it fails.
+    HotStandby,
+    /// In turn.
+    RoundRobin,
+    /// In proportion to weights.
+    Weighted,
+    /// To the target with the fewest open connections.
+    LeastConnections,
+}
+
+/// One distributor target.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetConfig {
+    /// A name for logs and status (the instance id, or the address).
+    pub name: String,
+    /// Host to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// hotStandby role.
+    pub role: Role,
+    /// weighted share.
+    pub weight: u32,
+}
+
+/// hotStandby role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Gets all new connections while healthy.
+    Preferred,
+    /// Used when every better target is down; rank 1 is the first backup.
+    Backup {
+        /// 1-based rank among backups.
+        rank: u32,
+    },
+}
+
+/// Health check settings, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckConfig {
+    /// Between checks.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// One check's limit.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// HTTPS GET path.
+    pub path: String,
+    /// Failures that mark down.
+    pub unhealthy_threshold: u32,
+    /// Successes that mark up.
+    pub healthy_threshold: u32,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminConfig {
+    /// Where it listens.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl AdminConfig {
+    /// The socket address, when `address` is an IP literal.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        format!("{}:{}", self.address, self.port).parse().ok()
+    }
+}
+
+/// z/OSMF, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZosmfConfig {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// APPLID, if given.
+    pub appl_id: Option<String>,
+    /// Path of the authenticate call.
+    pub auth_path: String,
+    /// Timeout of one call.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+/// Durations print as `250ms`, `8h` in `config show`.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}

@@ -1,0 +1,414 @@
+//! `components.*`: the gateway, the caching service and the distributor.
+//!
+//! Keys Zowe defines for these components but plexgate does not use (`debug`, `server`,
+//! parts of `apiml`, ...) are accepted as opaque values so a real zowe.yaml loads cleanly.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Certificate, Dur, Secret};
+
+/// Gateway port when neither `components.gateway.port` nor an instance sets it (Zowe's).
+pub const DEFAULT_GATEWAY_PORT: i64 = 7554;
+/// Caching service port (Zowe's).
+pub const DEFAULT_CACHING_SERVICE_PORT: i64 = 7555;
+/// Authentication provider when none is configured (Zowe's default).
+pub const DEFAULT_AUTH_PROVIDER: &str = "zosmf";
+/// Storage mode of the caching service: the embedded single-file store.
+pub const DEFAULT_STORAGE_MODE: &str = "durable";
+/// Entries the caching service holds (Zowe's default).
+pub const DEFAULT_STORAGE_SIZE: i64 = 10_000;
+/// What happens when the storage is full (Zowe's default).
+pub const DEFAULT_EVICTION_STRATEGY: &str = "reject";
+/// Redis timeout in seconds (Zowe's default).
+pub const DEFAULT_REDIS_TIMEOUT_SECONDS: i64 = 60;
+/// Distribution method of the distributor.
+pub const DEFAULT_DISTRIBUTOR_METHOD: &str = "hotStandby";
+/// How often the distributor checks every target.
+pub const DEFAULT_HEALTH_INTERVAL: Dur = Dur::ms(250);
+/// How long one health check may take.
+pub const DEFAULT_HEALTH_TIMEOUT: Dur = Dur::ms(1_000);
+/// Path of the gateway's health endpoint.
+pub const DEFAULT_HEALTH_PATH: &str = "/application/health";
+/// Failed checks in a row before a target is marked down.
+pub const DEFAULT_UNHEALTHY_THRESHOLD: i64 = 2;
+/// Successful checks in a row before a target is marked up again.
+pub const DEFAULT_HEALTHY_THRESHOLD: i64 = 2;
+/// Address of the distributor's admin listener (loopback: status is not for the world).
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1";
+/// Port of the distributor's admin listener.
+pub const DEFAULT_ADMIN_PORT: i64 = 7560;
+/// Concurrent client connections the distributor accepts in total.
+pub const DEFAULT_MAX_CONNECTIONS: i64 = 20_000;
+/// A connection with no byte either way for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Dur = Dur::ms(300_000);
+/// How long a stopping process lets open connections finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Dur = Dur::ms(30_000);
+
+/// `components.*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Components {
+    /// `components.gateway`.
+    pub gateway: Gateway,
+    /// `components.caching-service`.
+    #[serde(rename = "caching-service")]
+    pub caching_service: CachingService,
+    /// `components.distributor`: our own section.
+    pub distributor: Distributor,
+}
+
+/// `components.gateway`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Gateway {
+    /// Whether this instance runs a gateway.
+    pub enabled: bool,
+    /// HTTPS port.
+    pub port: i64,
+    /// `apiml.*`, of which plexgate reads `apiml.security.auth.provider`.
+    pub apiml: GatewayApiml,
+    /// Our own: the users file of the `users-file` provider (default `<workspace>/users.yaml`).
+    pub users_file: Option<String>,
+    /// Certificates of this component, overriding `zowe.certificate`.
+    pub certificate: Option<Certificate>,
+    /// Zowe's (accepted, unused).
+    pub debug: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub server: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub spring: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub ssl_debug: Option<Value>,
+}
+
+impl Default for Gateway {
+    fn default() -> Gateway {
+        Gateway {
+            enabled: true,
+            port: DEFAULT_GATEWAY_PORT,
+            apiml: GatewayApiml::default(),
+            users_file: None,
+            certificate: None,
+            debug: None,
+            server: None,
+            spring: None,
+            ssl_debug: None,
+        }
+    }
+}
+
+/// `components.gateway.apiml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct GatewayApiml {
+    /// `apiml.security`.
+    pub security: ApimlSecurity,
+    /// Zowe's (accepted, unused).
+    pub service: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub gateway: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub health: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub banner: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub catalog: Option<Value>,
+    /// Zowe's (accepted, unused).
+    #[serde(rename = "connectionTimeout")]
+    pub connection_timeout: Option<Value>,
+    /// Zowe's (accepted, unused).
+    #[serde(rename = "loadBalancer")]
+    pub load_balancer: Option<Value>,
+}
+
+/// `components.gateway.apiml.security`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ApimlSecurity {
+    /// `apiml.security.auth`.
+    pub auth: ApimlAuth,
+    /// Zowe's (accepted, unused).
+    pub authorization: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub x509: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub saf: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub oidc: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub personal_access_token: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub use_internal_mapper: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub ssl: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub allow_token_refresh: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub jwt_initializer_timeout: Option<Value>,
+}
+
+/// `components.gateway.apiml.security.auth`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ApimlAuth {
+    /// `zosmf` (Zowe's default) or `users-file` (plexgate's own).
+    pub provider: String,
+    /// Zowe's (accepted, unused).
+    pub zosmf: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub jwt: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub passticket: Option<Value>,
+}
+
+impl Default for ApimlAuth {
+    fn default() -> ApimlAuth {
+        ApimlAuth { provider: DEFAULT_AUTH_PROVIDER.to_owned(), zosmf: None, jwt: None, passticket: None }
+    }
+}
+
+/// `components.caching-service`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CachingService {
+    /// Whether this instance runs a caching service.
+    pub enabled: bool,
+    /// HTTPS port.
+    pub port: i64,
+    /// Where and how entries are kept.
+    pub storage: Storage,
+    /// Certificates of this component, overriding `zowe.certificate`.
+    pub certificate: Option<Certificate>,
+    /// Zowe's (accepted, unused).
+    pub debug: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub apiml: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub server: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub spring: Option<Value>,
+}
+
+impl Default for CachingService {
+    fn default() -> CachingService {
+        CachingService {
+            enabled: true,
+            port: DEFAULT_CACHING_SERVICE_PORT,
+            storage: Storage::default(),
+            certificate: None,
+            debug: None,
+            apiml: None,
+            server: None,
+            spring: None,
+        }
+    }
+}
+
+/// `components.caching-service.storage`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Storage {
+    /// `inMemory`, `durable` (default), `VSAM` (alias of `durable`), `redis` or `infinispan`.
+    pub mode: String,
+    /// Most entries held (per the caching service's counting rule).
+    pub size: i64,
+    /// `reject` (507 when full) or `removeOldest`.
+    pub eviction_strategy: String,
+    /// Our own: the `durable` store.
+    pub durable: Durable,
+    /// `redis` settings.
+    pub redis: Redis,
+    /// Zowe's (accepted; the mode itself is refused at start).
+    pub infinispan: Option<Value>,
+    /// Zowe's (accepted; `VSAM` maps to `durable`).
+    pub vsam: Option<Value>,
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage {
+            mode: DEFAULT_STORAGE_MODE.to_owned(),
+            size: DEFAULT_STORAGE_SIZE,
+            eviction_strategy: DEFAULT_EVICTION_STRATEGY.to_owned(),
+            durable: Durable::default(),
+            redis: Redis::default(),
+            infinispan: None,
+            vsam: None,
+        }
+    }
+}
+
+/// `components.caching-service.storage.durable`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Durable {
+    /// The store file (default `<workspace>/caching-service/<instance>.redb`).
+    pub file: Option<String>,
+}
+
+/// `components.caching-service.storage.redis`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Redis {
+    /// `[user:password@]host:port` of the master (without Sentinel).
+    pub master_node_uri: Option<Secret>,
+    /// Seconds to wait for Redis.
+    pub timeout: i64,
+    /// Sentinel discovery of the master.
+    pub sentinel: Sentinel,
+    /// TLS to Redis.
+    pub ssl: RedisSsl,
+}
+
+impl Default for Redis {
+    fn default() -> Redis {
+        Redis { master_node_uri: None, timeout: DEFAULT_REDIS_TIMEOUT_SECONDS, sentinel: Sentinel::default(), ssl: RedisSsl::default() }
+    }
+}
+
+/// `components.caching-service.storage.redis.sentinel`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Sentinel {
+    /// Whether to find the master through Sentinel.
+    pub enabled: bool,
+    /// The master's name as Sentinel knows it.
+    pub master_instance: Option<String>,
+    /// Sentinel nodes: `[password@]host:port` strings or `{host, port, password}` mappings.
+    pub nodes: Vec<Value>,
+}
+
+/// `components.caching-service.storage.redis.ssl`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RedisSsl {
+    /// Whether to speak TLS to Redis.
+    pub enabled: bool,
+    /// Client keystore (Zowe's; PEM accepted too).
+    pub keystore: Option<String>,
+    /// Its password (never printed).
+    pub keystore_password: Option<Secret>,
+    /// CA certificates to verify Redis with.
+    pub trust_store: Option<String>,
+    /// Its password (never printed).
+    pub trust_store_password: Option<Secret>,
+}
+
+/// `components.distributor`: our own section, the front door on the virtual address.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Distributor {
+    /// Whether to run it (default: when some haInstance has an enabled gateway).
+    pub enabled: Option<bool>,
+    /// Listen address (default `zowe.externalDomains[0]`).
+    pub address: Option<String>,
+    /// Listen port (default `zowe.externalPort`).
+    pub port: Option<i64>,
+    /// `hotStandby`, `roundRobin`, `weighted` or `leastConnections`.
+    pub method: String,
+    /// hotStandby: return to the preferred target once it is healthy again.
+    pub auto_switch_back: bool,
+    /// Targets; default: every instance whose gateway is enabled, in file order, the first preferred.
+    pub targets: Option<Vec<Target>>,
+    /// Active health checks.
+    pub health_check: HealthCheck,
+    /// The admin listener (JSON status, Prometheus metrics).
+    pub admin: Admin,
+    /// Most concurrent client connections in total.
+    pub max_connections: i64,
+    /// Most concurrent connections per target (0: no limit of its own).
+    pub max_connections_per_target: i64,
+    /// Close a connection idle this long.
+    pub idle_timeout: Dur,
+    /// On SIGTERM, how long open connections may finish.
+    pub drain_timeout: Dur,
+    /// Send a PROXY protocol v2 header to the gateways.
+    pub proxy_protocol: bool,
+}
+
+impl Default for Distributor {
+    fn default() -> Distributor {
+        Distributor {
+            enabled: None,
+            address: None,
+            port: None,
+            method: DEFAULT_DISTRIBUTOR_METHOD.to_owned(),
+            auto_switch_back: true,
+            targets: None,
+            health_check: HealthCheck::default(),
+            admin: Admin::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_target: 0,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            proxy_protocol: false,
+        }
+    }
+}
+
+/// One target of the distributor: an haInstance's gateway, or an explicit address.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Target {
+    /// The haInstance whose gateway this is.
+    pub instance: Option<String>,
+    /// Or an explicit `host:port`.
+    pub address: Option<String>,
+    /// hotStandby: `preferred` or `backup` (backups rank in list order).
+    pub role: Option<String>,
+    /// weighted: this target's share.
+    pub weight: i64,
+}
+
+impl Default for Target {
+    fn default() -> Target {
+        Target { instance: None, address: None, role: None, weight: 1 }
+    }
+}
+
+/// `components.distributor.healthCheck`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Time between checks of one target.
+    pub interval: Dur,
+    /// Time one check may take.
+    pub timeout: Dur,
+    /// Path of the HTTPS GET.
+    pub path: String,
+    /// Failures in a row that mark a target down.
+    pub unhealthy_threshold: i64,
+    /// Successes in a row that mark it up again.
+    pub healthy_threshold: i64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> HealthCheck {
+        HealthCheck {
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            path: DEFAULT_HEALTH_PATH.to_owned(),
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+        }
+    }
+}
+
+/// `components.distributor.admin`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Admin {
+    /// Whether to open the admin listener.
+    pub enabled: bool,
+    /// Its address (loopback by default).
+    pub address: String,
+    /// Its port.
+    pub port: i64,
+}
+
+impl Default for Admin {
+    fn default() -> Admin {
+        Admin { enabled: true, address: DEFAULT_ADMIN_ADDRESS.to_owned(), port: DEFAULT_ADMIN_PORT }
+    }
+}

@@ -1,0 +1,93 @@
+//! The command line: every subcommand and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// plexgate: a high-availability API gateway for the Zowe world.
+///
+/// One zowe.yaml describes the whole topology: a distributor on the virtual address, several
+/// stateless gateways (haInstances) and a caching service holding the shared state.
+#[derive(Debug, Parser)]
+#[command(name = "plexgate", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create things a fresh installation needs.
+    #[command(subcommand)]
+    Init(InitCommand),
+    /// Manage the users file of the `users-file` authentication provider.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// The zowe.yaml to use [default: the embedded examples/zowe.yaml].
+    #[arg(short = 'c', long = "config", env = "PLEXGATE_CONFIG", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// `plexgate config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration of every haInstance; exit 0 with a summary, or 2 with the errors.
+    Validate {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the merged, checked configuration as YAML (secrets masked).
+    Show {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Show the view of this haInstance (its overrides merged over components.*).
+        #[arg(long, value_name = "ID")]
+        ha_instance: Option<String>,
+    },
+}
+
+/// `plexgate init ...`.
+#[derive(Debug, Subcommand)]
+pub enum InitCommand {
+    /// Create a development CA, a server certificate and a client certificate in the workspace.
+    ///
+    /// The server certificate covers localhost, 127.0.0.1, ::1, every zowe.externalDomains entry
+    /// and every haInstance hostname. Existing files are kept unless --force is given.
+    Certificate {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Replace existing certificates and keys.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `plexgate users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user (or replace its password); the password is read from standard input or
+    /// prompted for without echo, and only its Argon2id hash is stored.
+    Add {
+        /// The configuration (names the users file: components.gateway.usersFile).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user name.
+        name: String,
+        /// Allow this user to revoke other users' tokens and to evict.
+        #[arg(long)]
+        admin: bool,
+    },
+}

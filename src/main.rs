@@ -1,0 +1,40 @@
+//! `plexgate`: the one binary of the plexgate HA API gateway.
+//!
+//! Every process of the topology is a subcommand of this binary, so one install and one
+//! zowe.yaml run the whole system. anyhow lives here only; the crates return typed errors.
+
+mod certs;
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for a configuration that does not validate (as `config validate` documents).
+pub const EXIT_INVALID_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    // One crypto provider for every crate; mixing ring and aws-lc panics at first handshake.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    init_logging();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // Configuration problems are the operator's to fix: print them plainly, exit 2.
+            if let Some(config_error) = e.downcast_ref::<plexgate_config::ConfigError>() {
+                eprintln!("error: {config_error}");
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to standard error; `PLEXGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+fn init_logging() {
+    let filter = std::env::var("PLEXGATE_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+}

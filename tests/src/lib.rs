@@ -1,0 +1,123 @@
+//! Harness for plexgate's black-box suite: the built `plexgate` binary run as real child
+//! processes, in throw-away workspaces, on free loopback ports.
+//!
+//! Nothing here fakes a plexgate part; it only finds the binary, makes directories and ports,
+//! and waits for conditions with a deadline ([`assert_eventually!`]) instead of sleeping.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The `plexgate` binary under test: `$PLEXGATE_BIN`, or the one cargo built next to this test.
+pub fn plexgate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PLEXGATE_BIN") {
+        return PathBuf::from(p);
+    }
+    // Test executables live in target/<profile>/deps; the binary in target/<profile>.
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("plexgate");
+    assert!(bin.exists(), "{} not found: run the suite with `cargo test --workspace` (which builds it) or set PLEXGATE_BIN", bin.display());
+    bin
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (the OS picked it for us).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// A temporary directory that plexgate runs in: relative paths of its config land here.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    /// A fresh, empty directory.
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::Builder::new().prefix("plexgate-test-").tempdir().expect("tempdir") }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `name` with `text`; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// `plexgate <args>` started in this directory, with no `PLEXGATE*` variables inherited.
+    pub fn plexgate(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(plexgate_bin());
+        c.args(args).current_dir(self.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PLEXGATE") {
+                c.env_remove(k);
+            }
+        }
+        c
+    }
+
+    /// Runs `plexgate <args>` to completion with `stdin` as its input.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Run {
+        use std::io::Write;
+        let mut child =
+            self.plexgate(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn plexgate");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        Run(child.wait_with_output().expect("wait plexgate"))
+    }
+}
+
+/// The outcome of one finished `plexgate` run.
+pub struct Run(pub Output);
+
+impl Run {
+    /// Exit code (`-1` when killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    /// Standard error as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(self.code(), code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout(), self.stderr());
+        self
+    }
+}
+
+/// Waits until `cond` holds, polling every few milliseconds, or panics after `timeout` with
+/// the message. Timing bounds in HA tests are asserted with this, never with bare sleeps.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($timeout:expr, $cond:expr, $($msg:tt)+) => {{
+        let deadline = std::time::Instant::now() + $timeout;
+        loop {
+            if $cond {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!("condition not met within {:?}: {}", $timeout, format!($($msg)+));
+            }
+            std::thread::park_timeout(std::time::Duration::from_millis(10));
+        }
+    }};
+}
