@@ -28,6 +28,19 @@ pub enum Command {
     /// Manage the users file of the `users-file` authentication provider.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Run the caching service of an instance (Zowe's caching-service REST API over mutual TLS).
+    CachingService(InstanceArgs),
+}
+
+/// A process that runs as one haInstance.
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The haInstance to run as (its overrides are merged over components.*).
+    #[arg(long, value_name = "ID", env = "PLEXGATE_HA_INSTANCE")]
+    pub ha_instance: Option<String>,
 }
 
 /// Where the configuration comes from.

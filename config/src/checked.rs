@@ -152,6 +152,15 @@ pub struct CachingServiceConfig {
     pub port: u16,
     /// Its storage.
     pub storage: StorageConfig,
+    /// Largest request body, in bytes.
+    pub max_request_size: usize,
+    /// Subject DNs allowed to pass a caller's identity (empty: the configured certificates').
+    pub trusted_gateways: Vec<String>,
+    /// Changes kept for reconnecting feed subscribers.
+    pub feed_retention: u64,
+    /// Heartbeat interval of an idle change feed.
+    #[serde(with = "humantime_serde_compat")]
+    pub feed_heartbeat: Duration,
     /// Its certificates (`components.caching-service.certificate` over `zowe.certificate`).
     pub certificates: Certificates,
 }

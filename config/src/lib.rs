@@ -18,6 +18,8 @@ mod merge;
 pub mod model;
 mod source;
 pub mod unknown;
+pub mod tls;
+mod tls_verify;
 pub mod users;
 mod validate;
 

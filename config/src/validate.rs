@@ -138,6 +138,10 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         host: host.clone(),
         port: ctx.port("components.caching-service.port", cs.port),
         storage: storage::check(ctx, &cs.storage, &workspace_directory),
+        max_request_size: ctx.at_least("components.caching-service.maxRequestSize", cs.max_request_size, 1024) as usize,
+        trusted_gateways: cs.trusted_gateways.clone(),
+        feed_retention: u64::from(ctx.at_least("components.caching-service.changeFeed.retention", cs.change_feed.retention, 1)),
+        feed_heartbeat: cs.change_feed.heartbeat.0,
         certificates: certs::resolve(
             ctx,
             "components.caching-service.certificate",

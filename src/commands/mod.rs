@@ -1,5 +1,6 @@
 //! What each subcommand does.
 
+mod caching_service;
 mod config;
 mod users;
 
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(UsersCommand::Add { config, name, admin }) => users::add(&config, &name, admin),
+        Command::CachingService(args) => caching_service::run(&args),
     }
 }
 
@@ -53,6 +55,24 @@ pub fn load(arg: &ConfigArg, instance: Option<&str>) -> anyhow::Result<Loaded> {
 /// Relative paths in the configuration are relative to the current directory.
 pub fn base_dir() -> anyhow::Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")
+}
+
+/// A multi-threaded runtime for the long-running subcommands.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process still stops on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
 }
 
 /// Creates `dir` and its parents.

@@ -4,6 +4,11 @@
 //! Nothing here fakes a plexgate part; it only finds the binary, makes directories and ports,
 //! and waits for conditions with a deadline ([`assert_eventually!`]) instead of sleeping.
 
+pub mod caching;
+pub mod https;
+pub mod process;
+pub mod redis;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,6 +24,20 @@ pub fn plexgate_bin() -> PathBuf {
     let bin = profile_dir.join("plexgate");
     assert!(bin.exists(), "{} not found: run the suite with `cargo test --workspace` (which builds it) or set PLEXGATE_BIN", bin.display());
     bin
+}
+
+/// A directory with one set of development certificates for the whole test process
+/// (`plexgate init certificate` once; RSA key generation is the slow part of a test's setup).
+pub fn fixture_certs() -> &'static Path {
+    static DIR: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    &DIR.get_or_init(|| {
+        let ws = tempfile::Builder::new().prefix("plexgate-certs-").tempdir().expect("tempdir");
+        let out = Command::new(plexgate_bin()).args(["init", "certificate"]).current_dir(ws.path()).output().expect("run plexgate init certificate");
+        assert!(out.status.success(), "init certificate: {}", String::from_utf8_lossy(&out.stderr));
+        let dir = ws.path().join("workspace/certificates");
+        (ws, dir)
+    })
+    .1
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (the OS picked it for us).
@@ -57,6 +76,50 @@ impl Workspace {
         }
         std::fs::write(&p, text).expect("write file");
         p
+    }
+
+    /// A workspace with the shared development certificates in `workspace/certificates`
+    /// (generated once per test process by `plexgate init certificate`, then copied).
+    pub fn with_certs() -> Workspace {
+        let ws = Workspace::new();
+        let dir = ws.certs_dir();
+        std::fs::create_dir_all(&dir).expect("mkdir certificates");
+        for entry in std::fs::read_dir(fixture_certs()).expect("read fixture certs") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy cert");
+        }
+        ws
+    }
+
+    /// Where the development certificates of this workspace are.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.path().join("workspace/certificates")
+    }
+
+    /// The CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.certs_dir().join("ca.pem")
+    }
+
+    /// `(certificate, key)` of the gateway client certificate.
+    pub fn client_identity(&self) -> (PathBuf, PathBuf) {
+        (self.certs_dir().join("client.pem"), self.certs_dir().join("client.key"))
+    }
+
+    /// `(certificate, key)` of the server certificate (it may act as a client too).
+    pub fn server_identity(&self) -> (PathBuf, PathBuf) {
+        (self.certs_dir().join("server.pem"), self.certs_dir().join("server.key"))
+    }
+
+    /// An HTTPS client trusting this workspace's CA and presenting the gateway client certificate.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        let (c, k) = self.client_identity();
+        https::client(&self.ca(), Some((&c, &k)))
+    }
+
+    /// Starts `plexgate <args>` in the background, logging to `<name>.log` in the workspace.
+    pub fn spawn(&self, name: &str, args: &[&str]) -> process::Proc {
+        process::Proc::spawn(name, self.plexgate(args), &self.path().join(format!("{name}.log")))
     }
 
     /// `plexgate <args>` started in this directory, with no `PLEXGATE*` variables inherited.

@@ -12,6 +12,12 @@ use super::{Certificate, Dur, Secret};
 pub const DEFAULT_GATEWAY_PORT: i64 = 7554;
 /// Caching service port (Zowe's).
 pub const DEFAULT_CACHING_SERVICE_PORT: i64 = 7555;
+/// Largest caching-service request body, in bytes.
+pub const DEFAULT_MAX_REQUEST_SIZE: i64 = 1024 * 1024;
+/// Changes the caching service keeps for reconnecting feed subscribers.
+pub const DEFAULT_FEED_RETENTION: i64 = 100_000;
+/// Heartbeat interval of an idle change feed.
+pub const DEFAULT_FEED_HEARTBEAT: Dur = Dur::ms(1_000);
 /// Authentication provider when none is configured (Zowe's default).
 pub const DEFAULT_AUTH_PROVIDER: &str = "zosmf";
 /// Storage mode of the caching service: the embedded single-file store.
@@ -178,6 +184,13 @@ pub struct CachingService {
     pub port: i64,
     /// Where and how entries are kept.
     pub storage: Storage,
+    /// Our own: largest request body accepted, in bytes (larger: 413).
+    pub max_request_size: i64,
+    /// Our own: subject DNs of gateway certificates allowed to pass a caller's identity in
+    /// `X-Certificate-DistinguishedName` (default: the configured client and server certificates).
+    pub trusted_gateways: Vec<String>,
+    /// Our own: the change feed the gateways follow.
+    pub change_feed: ChangeFeed,
     /// Certificates of this component, overriding `zowe.certificate`.
     pub certificate: Option<Certificate>,
     /// Zowe's (accepted, unused).
@@ -196,12 +209,31 @@ impl Default for CachingService {
             enabled: true,
             port: DEFAULT_CACHING_SERVICE_PORT,
             storage: Storage::default(),
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            trusted_gateways: Vec::new(),
+            change_feed: ChangeFeed::default(),
             certificate: None,
             debug: None,
             apiml: None,
             server: None,
             spring: None,
         }
+    }
+}
+
+/// `components.caching-service.changeFeed`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ChangeFeed {
+    /// Changes kept for subscribers that reconnect (older ones get a fresh snapshot instead).
+    pub retention: i64,
+    /// Interval of heartbeats on an idle feed, so subscribers can tell it is alive.
+    pub heartbeat: Dur,
+}
+
+impl Default for ChangeFeed {
+    fn default() -> ChangeFeed {
+        ChangeFeed { retention: DEFAULT_FEED_RETENTION, heartbeat: DEFAULT_FEED_HEARTBEAT }
     }
 }
 

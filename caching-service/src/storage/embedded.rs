@@ -1,0 +1,385 @@
+//! The embedded back ends: `durable` (one redb file, ACID, fsync on every commit, so an
+//! acknowledged write survives `kill -9`) and `inMemory` (the same code on redb's in-memory
+//! backend, so the two can never drift). One write transaction at a time; each operation runs
+//! on the blocking pool so a commit's fsync never stalls the async runtime.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use plexgate_config::EvictionStrategy;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use tokio::sync::watch;
+
+use super::{Change, Entry, Limits, MapEntries, Op, Since, Snapshot, Storage, now_millis};
+use crate::error::CacheError;
+
+/// `(namespace, key)` -> `(creation sequence, created millis, value)`.
+const KV: TableDefinition<(&str, &str), (u64, u64, &str)> = TableDefinition::new("kv");
+/// Creation sequence -> `(namespace, key)`: the age index `removeOldest` pops from.
+const AGE: TableDefinition<u64, (&str, &str)> = TableDefinition::new("age");
+/// `(namespace, map, key)` -> value.
+const MAPS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("maps");
+/// Revision -> JSON of the [`Change`]: the change feed's log.
+const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
+/// Counters: `rev` (last revision), `seq` (last creation sequence), `count` (entries held).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// redb-backed storage, in a file or in memory.
+pub struct Embedded {
+    db: Arc<Database>,
+    limits: Limits,
+    revision: watch::Sender<u64>,
+    mode: &'static str,
+}
+
+impl Embedded {
+    /// `inMemory`: nothing persists.
+    pub fn memory(limits: Limits) -> Result<Embedded, CacheError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Embedded::init(db, limits, "inMemory")
+    }
+
+    /// `durable`: the store in `path` (created with its directory when missing).
+    pub async fn file(path: &Path, limits: Limits) -> Result<Embedded, CacheError> {
+        let path = path.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| CacheError::Startup(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            Database::create(&path).map_err(|e| CacheError::Startup(format!("cannot open the durable store {}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| CacheError::Internal(e.to_string()))??;
+        Embedded::init(db, limits, "durable")
+    }
+
+    fn init(db: Database, limits: Limits, mode: &'static str) -> Result<Embedded, CacheError> {
+        let txn = db.begin_write()?;
+        let rev = {
+            // Create every table so readers never meet a missing one.
+            txn.open_table(KV)?;
+            txn.open_table(AGE)?;
+            txn.open_table(MAPS)?;
+            let mut feed = txn.open_table(FEED)?;
+            let meta = txn.open_table(META)?;
+            let rev = get(&meta, "rev")?;
+            // A smaller retention than last time: trim now.
+            let keep_from = rev.saturating_sub(limits.feed_retention) + 1;
+            feed.retain(|r, _| r >= keep_from)?;
+            rev
+        };
+        txn.commit()?;
+        let (revision, _) = watch::channel(rev);
+        Ok(Embedded { db: Arc::new(db), limits, revision, mode })
+    }
+
+    /// Runs `f` with the database on the blocking pool.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Database, Limits) -> Result<T, CacheError> + Send + 'static) -> Result<T, CacheError> {
+        let db = self.db.clone();
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || f(&db, limits)).await.map_err(|e| CacheError::Internal(e.to_string()))?
+    }
+
+    /// Runs a write transaction on the blocking pool; publishes the new revision after commit.
+    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&WriteTransaction, Limits) -> Result<T, CacheError> + Send + 'static) -> Result<T, CacheError> {
+        let (out, rev) = self
+            .blocking(move |db, limits| {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                let out = f(&txn, limits)?;
+                let rev = get(&txn.open_table(META)?, "rev")?;
+                txn.commit()?;
+                Ok((out, rev))
+            })
+            .await?;
+        self.revision.send_if_modified(|r| {
+            let changed = *r != rev;
+            *r = rev;
+            changed
+        });
+        Ok(out)
+    }
+}
+
+fn get(meta: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<u64, CacheError> {
+    Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
+}
+
+fn bump(meta: &mut Table<&str, u64>, name: &str, delta: i64) -> Result<u64, CacheError> {
+    let v = get(meta, name)?.saturating_add_signed(delta);
+    meta.insert(name, v)?;
+    Ok(v)
+}
+
+/// Makes room for one more entry, per the eviction strategy.
+fn make_room(txn: &WriteTransaction, limits: Limits) -> Result<(), CacheError> {
+    let mut meta = txn.open_table(META)?;
+    if get(&meta, "count")? < limits.size {
+        return Ok(());
+    }
+    if limits.eviction == EvictionStrategy::Reject {
+        return Err(CacheError::Full);
+    }
+    let mut age = txn.open_table(AGE)?;
+    let oldest = age.pop_first()?.map(|(_, v)| {
+        let (ns, key) = v.value();
+        (ns.to_owned(), key.to_owned())
+    });
+    let Some((ns, key)) = oldest else { return Err(CacheError::Full) };
+    txn.open_table(KV)?.remove((ns.as_str(), key.as_str()))?;
+    bump(&mut meta, "count", -1)?;
+    tracing::debug!(namespace = %ns, "storage full: evicted the oldest entry");
+    Ok(())
+}
+
+/// Appends a change to the feed log, trimming what falls out of the retention.
+fn record(txn: &WriteTransaction, limits: Limits, ns: &str, map: &str, op: Op) -> Result<(), CacheError> {
+    let mut meta = txn.open_table(META)?;
+    let revision = bump(&mut meta, "rev", 1)?;
+    let change = Change { revision, namespace: ns.to_owned(), map: map.to_owned(), op };
+    let bytes = serde_json::to_vec(&change).map_err(|e| CacheError::Internal(e.to_string()))?;
+    let mut feed = txn.open_table(FEED)?;
+    feed.insert(revision, bytes.as_slice())?;
+    if revision > limits.feed_retention {
+        feed.remove(revision - limits.feed_retention)?;
+    }
+    Ok(())
+}
+
+fn read_map(maps: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static str>, ns: &str, map: &str) -> Result<MapEntries, CacheError> {
+    let mut out = MapEntries::new();
+    for item in maps.range::<(&str, &str, &str)>((ns, map, "")..)? {
+        let (k, v) = item?;
+        let (n, m, key) = k.value();
+        if n != ns || m != map {
+            break;
+        }
+        out.insert(key.to_owned(), v.value().to_owned());
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Storage for Embedded {
+    async fn create(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
+        let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
+        self.write(move |txn, limits| {
+            if txn.open_table(KV)?.get((ns.as_str(), key.as_str()))?.is_some() {
+                return Err(CacheError::Conflict(key));
+            }
+            make_room(txn, limits)?;
+            let mut meta = txn.open_table(META)?;
+            let seq = bump(&mut meta, "seq", 1)?;
+            bump(&mut meta, "count", 1)?;
+            txn.open_table(KV)?.insert((ns.as_str(), key.as_str()), (seq, now_millis(), value.as_str()))?;
+            txn.open_table(AGE)?.insert(seq, (ns.as_str(), key.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, ns: &str, key: &str) -> Result<Entry, CacheError> {
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.blocking(move |db, _| {
+            let kv = db.begin_read()?.open_table(KV)?;
+            let found = kv.get((ns.as_str(), key.as_str()))?.map(|v| {
+                let (_, created, value) = v.value();
+                (created, value.to_owned())
+            });
+            match found {
+                Some((created, value)) => Ok(Entry { key, value, created }),
+                None => Err(CacheError::NotFound(key)),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, ns: &str) -> Result<Vec<Entry>, CacheError> {
+        let ns = ns.to_owned();
+        self.blocking(move |db, _| {
+            let kv = db.begin_read()?.open_table(KV)?;
+            let mut out = Vec::new();
+            for item in kv.range::<(&str, &str)>((ns.as_str(), "")..)? {
+                let (k, v) = item?;
+                let (n, key) = k.value();
+                if n != ns {
+                    break;
+                }
+                let (_, created, value) = v.value();
+                out.push(Entry { key: key.to_owned(), value: value.to_owned(), created });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
+        let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
+        self.write(move |txn, _| {
+            let mut kv = txn.open_table(KV)?;
+            let old = kv.get((ns.as_str(), key.as_str()))?.map(|v| {
+                let (seq, created, _) = v.value();
+                (seq, created)
+            });
+            let Some((seq, created)) = old else { return Err(CacheError::NotFound(key)) };
+            kv.insert((ns.as_str(), key.as_str()), (seq, created, value.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, ns: &str, key: &str) -> Result<(), CacheError> {
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.write(move |txn, _| {
+            let removed = txn.open_table(KV)?.remove((ns.as_str(), key.as_str()))?.map(|v| v.value().0);
+            let Some(seq) = removed else { return Err(CacheError::NotFound(key)) };
+            txn.open_table(AGE)?.remove(seq)?;
+            bump(&mut txn.open_table(META)?, "count", -1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear(&self, ns: &str) -> Result<(), CacheError> {
+        let ns = ns.to_owned();
+        self.write(move |txn, _| {
+            let mut kv = txn.open_table(KV)?;
+            let mut doomed = Vec::new();
+            for item in kv.range::<(&str, &str)>((ns.as_str(), "")..)? {
+                let (k, v) = item?;
+                let (n, key) = k.value();
+                if n != ns {
+                    break;
+                }
+                doomed.push((key.to_owned(), v.value().0));
+            }
+            let mut age = txn.open_table(AGE)?;
+            for (key, seq) in &doomed {
+                kv.remove((ns.as_str(), key.as_str()))?;
+                age.remove(*seq)?;
+            }
+            bump(&mut txn.open_table(META)?, "count", -(doomed.len() as i64))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn map_put(&self, ns: &str, map: &str, key: &str, value: &str) -> Result<(), CacheError> {
+        let (ns, map, key, value) = (ns.to_owned(), map.to_owned(), key.to_owned(), value.to_owned());
+        self.write(move |txn, limits| {
+            let exists = txn.open_table(MAPS)?.get((ns.as_str(), map.as_str(), key.as_str()))?.is_some();
+            if !exists {
+                make_room(txn, limits)?;
+                bump(&mut txn.open_table(META)?, "count", 1)?;
+            }
+            txn.open_table(MAPS)?.insert((ns.as_str(), map.as_str(), key.as_str()), value.as_str())?;
+            record(txn, limits, &ns, &map, Op::Put { key, value })
+        })
+        .await
+    }
+
+    async fn map_get(&self, ns: &str, map: &str) -> Result<Option<MapEntries>, CacheError> {
+        let (ns, map) = (ns.to_owned(), map.to_owned());
+        self.blocking(move |db, _| {
+            let entries = read_map(&db.begin_read()?.open_table(MAPS)?, &ns, &map)?;
+            Ok((!entries.is_empty()).then_some(entries))
+        })
+        .await
+    }
+
+    async fn maps(&self, ns: &str) -> Result<BTreeMap<String, MapEntries>, CacheError> {
+        let ns = ns.to_owned();
+        self.blocking(move |db, _| {
+            let maps = db.begin_read()?.open_table(MAPS)?;
+            let mut out: BTreeMap<String, MapEntries> = BTreeMap::new();
+            for item in maps.range::<(&str, &str, &str)>((ns.as_str(), "", "")..)? {
+                let (k, v) = item?;
+                let (n, map, key) = k.value();
+                if n != ns {
+                    break;
+                }
+                out.entry(map.to_owned()).or_default().insert(key.to_owned(), v.value().to_owned());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn map_remove(&self, ns: &str, map: &str, keys: &[String]) -> Result<usize, CacheError> {
+        let (ns, map, keys) = (ns.to_owned(), map.to_owned(), keys.to_vec());
+        self.write(move |txn, limits| {
+            let mut removed = 0;
+            for key in keys {
+                let gone = txn.open_table(MAPS)?.remove((ns.as_str(), map.as_str(), key.as_str()))?.is_some();
+                if gone {
+                    removed += 1;
+                    record(txn, limits, &ns, &map, Op::Delete { key })?;
+                }
+            }
+            bump(&mut txn.open_table(META)?, "count", -(removed as i64))?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {
+        let (ns, names) = (ns.to_owned(), maps.to_vec());
+        self.blocking(move |db, _| {
+            // One read transaction: the maps and the revision are of the same moment.
+            let txn = db.begin_read()?;
+            let revision = get(&txn.open_table(META)?, "rev")?;
+            let table = txn.open_table(MAPS)?;
+            let mut maps = BTreeMap::new();
+            for name in names {
+                let entries = read_map(&table, &ns, &name)?;
+                maps.insert(name, entries);
+            }
+            Ok(Snapshot { revision, maps })
+        })
+        .await
+    }
+
+    async fn since(&self, revision: u64, limit: usize) -> Result<Since, CacheError> {
+        self.blocking(move |db, _| {
+            let txn = db.begin_read()?;
+            let last = get(&txn.open_table(META)?, "rev")?;
+            if revision >= last {
+                return Ok(Since::Changes(Vec::new()));
+            }
+            let feed = txn.open_table(FEED)?;
+            let first = feed.first()?.map(|(k, _)| k.value());
+            if first.is_none_or(|f| f > revision + 1) {
+                return Ok(Since::TooOld);
+            }
+            let mut out = Vec::new();
+            for item in feed.range((revision + 1)..)?.take(limit) {
+                let (_, v) = item?;
+                out.push(serde_json::from_slice(v.value()).map_err(|e| CacheError::Internal(format!("corrupt feed entry: {e}")))?);
+            }
+            Ok(Since::Changes(out))
+        })
+        .await
+    }
+
+    fn revisions(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    async fn len(&self) -> Result<u64, CacheError> {
+        self.blocking(|db, _| get(&db.begin_read()?.open_table(META)?, "count")).await
+    }
+
+    async fn health(&self) -> Result<(), CacheError> {
+        self.blocking(|db, _| {
+            db.begin_read()?.open_table(META)?.len()?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn mode(&self) -> &'static str {
+        self.mode
+    }
+}
