@@ -30,6 +30,8 @@ pub enum Command {
     Users(UsersCommand),
     /// Run the caching service of an instance (Zowe's caching-service REST API over mutual TLS).
     CachingService(InstanceArgs),
+    /// Run the gateway of an instance (login, tokens, revocation honoured by every gateway).
+    Gateway(InstanceArgs),
 }
 
 /// A process that runs as one haInstance.

@@ -182,6 +182,15 @@ impl CacheClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Unavailable(format!("unreadable answer: {e}")))
     }
 
+    /// `GET /cache-list`: every map of the caller.
+    pub async fn maps(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>, ClientError> {
+        let bytes = self.expect(Method::GET, "/cache-list", None, StatusCode::OK).await?;
+        if bytes.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unavailable(format!("unreadable answer: {e}")))
+    }
+
     /// `DELETE /cache-list/evict/tokens/{map}`.
     pub async fn evict_tokens(&self, map: &str) -> Result<(), ClientError> {
         self.expect(Method::DELETE, &format!("/cache-list/evict/tokens/{}", encode(map)), None, StatusCode::NO_CONTENT).await.map(drop)

@@ -128,6 +128,56 @@ pub struct GatewayConfig {
     pub users_file: PathBuf,
     /// Its certificates (`components.gateway.certificate` over `zowe.certificate`).
     pub certificates: Certificates,
+    /// Users with admin rights besides the users file's admins.
+    pub admin_users: Vec<String>,
+    /// Login tokens.
+    pub jwt: JwtConfig,
+    /// Failed-login limits.
+    pub login_rate_limit: RateLimitConfig,
+    /// How long the revocation view is trusted without its feed.
+    #[serde(with = "humantime_serde_compat")]
+    pub staleness_bound: Duration,
+    /// After SIGTERM: DRAINING while still accepting.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+    /// After the grace: time for open requests.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_timeout: Duration,
+    /// Verified tokens remembered.
+    pub token_cache_size: usize,
+}
+
+/// Login tokens, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtConfig {
+    /// Lifetime of a login token.
+    #[serde(with = "humantime_serde_compat")]
+    pub lifetime: Duration,
+    /// Clock skew tolerated.
+    #[serde(with = "humantime_serde_compat")]
+    pub leeway: Duration,
+    /// The `dom` claim.
+    pub domain: String,
+    /// The signing key (PEM).
+    pub signing_key: PathBuf,
+    /// Its certificate (PEM).
+    pub signing_certificate: PathBuf,
+    /// Certificates of keys still accepted.
+    pub verification_certificates: Vec<PathBuf>,
+}
+
+/// Failed-login limits, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitConfig {
+    /// Per user.
+    pub max_failures_per_user: u32,
+    /// Per client address.
+    pub max_failures_per_address: u32,
+    /// Window.
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
 }
 
 /// `components.gateway.apiml.security.auth.provider`.

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+
 use serde_json::Value;
 
 use crate::checked::*;
@@ -131,7 +132,34 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         },
         users_file: g.users_file.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| workspace_directory.join("users.yaml")),
         certificates: certs::resolve(ctx, "components.gateway.certificate", &z.certificate, g.certificate.as_ref(), &workspace_directory),
+        admin_users: g.admin_users.clone(),
+        jwt: JwtConfig {
+            lifetime: g.jwt.lifetime.0,
+            leeway: g.jwt.leeway.0,
+            domain: g.jwt.domain.clone(),
+            signing_key: PathBuf::new(),
+            signing_certificate: PathBuf::new(),
+            verification_certificates: g.jwt.verification_certificates.iter().map(|p| ctx.path(p)).collect(),
+        },
+        login_rate_limit: RateLimitConfig {
+            max_failures_per_user: ctx.at_least("components.gateway.loginRateLimit.maxFailuresPerUser", g.login_rate_limit.max_failures_per_user, 1),
+            max_failures_per_address: ctx.at_least("components.gateway.loginRateLimit.maxFailuresPerAddress", g.login_rate_limit.max_failures_per_address, 1),
+            window: g.login_rate_limit.window.0,
+        },
+        staleness_bound: g.revocation.staleness_bound.0,
+        shutdown_grace: g.shutdown.grace.0,
+        shutdown_timeout: g.shutdown.timeout.0,
+        token_cache_size: ctx.at_least("components.gateway.tokenCacheSize", g.token_cache_size, 0) as usize,
     };
+    let mut gateway = gateway;
+    gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());
+    gateway.jwt.signing_certificate = g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());
+    if g.jwt.lifetime.0.is_zero() {
+        ctx.problem("components.gateway.jwt.lifetime", "found 0, allowed a duration above 0 such as 8h");
+    }
+    if g.jwt.signing_key.is_some() != g.jwt.signing_certificate.is_some() {
+        ctx.problem("components.gateway.jwt.signingKey", "signingKey and signingCertificate go together: set both or neither");
+    }
     let cs = &y.components.caching_service;
     let caching_service = CachingServiceConfig {
         enabled: cs.enabled,

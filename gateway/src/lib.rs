@@ -1,2 +1,22 @@
-//! plexgate's gateway (issues 4 and 5): login, tokens, revocation and routing to API
-//! services. Not built yet.
+//! plexgate's gateway: login, logout, query, JWK sets and Personal Access Tokens, valid on
+//! every gateway of the installation.
+//!
+//! - [`tokens`]: RS256 login tokens and PATs signed with the shared key, verified locally
+//!   (with every hostile-input check) and remembered in a verified-token cache.
+//! - [`revocation`]: logouts and revocations written to the caching service and honoured by
+//!   every gateway through a local view kept current by the change feed.
+//! - [`auth`]: password checks (`users-file`, `zosmf`) behind one trait, with failed-login limits.
+//! - [`api`]: the endpoints, with Zowe's statuses, cookies and error bodies ([`error`]).
+//! - [`server`]: HTTPS with HTTP/1.1 and HTTP/2, and the drain on SIGTERM.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod revocation;
+pub mod server;
+pub mod state;
+pub mod tokens;
+
+pub use error::GatewayError;
+pub use server::GatewayServer;

@@ -2,6 +2,7 @@
 
 mod caching_service;
 mod config;
+mod gateway;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Users(UsersCommand::Add { config, name, admin }) => users::add(&config, &name, admin),
         Command::CachingService(args) => caching_service::run(&args),
+        Command::Gateway(args) => gateway::run(&args),
     }
 }
 

@@ -14,7 +14,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn every_subcommand_is_listed_with_help() {
     let top = help(&[]);
-    for sub in ["config", "init", "users"] {
+    for sub in ["config", "init", "users", "caching-service", "gateway"] {
         assert!(top.contains(sub), "{sub} missing from:\n{top}");
     }
     assert!(help(&["config"]).contains("validate") && help(&["config"]).contains("show"));

@@ -76,6 +76,18 @@ pub struct Gateway {
     pub apiml: GatewayApiml,
     /// Our own: the users file of the `users-file` provider (default `<workspace>/users.yaml`).
     pub users_file: Option<String>,
+    /// Our own: users who may revoke other users' tokens and evict (besides users-file admins).
+    pub admin_users: Vec<String>,
+    /// Our own: login tokens and their keys.
+    pub jwt: Jwt,
+    /// Our own: failed-login limits.
+    pub login_rate_limit: LoginRateLimit,
+    /// Our own: how long a gateway trusts its revocation view without the change feed.
+    pub revocation: Revocation,
+    /// Our own: what a gateway does on SIGTERM.
+    pub shutdown: Shutdown,
+    /// Our own: verified tokens remembered (each entry saves an RS256 verification).
+    pub token_cache_size: i64,
     /// Certificates of this component, overriding `zowe.certificate`.
     pub certificate: Option<Certificate>,
     /// Zowe's (accepted, unused).
@@ -95,12 +107,118 @@ impl Default for Gateway {
             port: DEFAULT_GATEWAY_PORT,
             apiml: GatewayApiml::default(),
             users_file: None,
+            admin_users: Vec::new(),
+            jwt: Jwt::default(),
+            login_rate_limit: LoginRateLimit::default(),
+            revocation: Revocation::default(),
+            shutdown: Shutdown::default(),
+            token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
             certificate: None,
             debug: None,
             server: None,
             spring: None,
             ssl_debug: None,
         }
+    }
+}
+
+/// Lifetime of a login token (Zowe's default).
+pub const DEFAULT_JWT_LIFETIME: Dur = Dur::ms(8 * 3600 * 1000);
+/// Clock skew tolerated when checking `exp`, `nbf` and `iat`.
+pub const DEFAULT_JWT_LEEWAY: Dur = Dur::ms(30_000);
+/// The `dom` claim of login tokens.
+pub const DEFAULT_JWT_DOMAIN: &str = "security-domain";
+/// Failed logins of one user within the window before further attempts are refused.
+pub const DEFAULT_MAX_FAILURES_PER_USER: i64 = 5;
+/// Failed logins from one client address within the window before further attempts are refused.
+pub const DEFAULT_MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// The window of the failed-login limits.
+pub const DEFAULT_RATE_LIMIT_WINDOW: Dur = Dur::ms(60_000);
+/// How long the revocation view is trusted while its change feed is down.
+pub const DEFAULT_STALENESS_BOUND: Dur = Dur::ms(30_000);
+/// After SIGTERM, how long the gateway reports DRAINING while still accepting connections.
+pub const DEFAULT_SHUTDOWN_GRACE: Dur = Dur::ms(2_000);
+/// After the grace period, how long open requests may take to finish.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Dur = Dur::ms(30_000);
+/// Verified tokens remembered.
+pub const DEFAULT_TOKEN_CACHE_SIZE: i64 = 100_000;
+
+/// `components.gateway.jwt`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Jwt {
+    /// Lifetime of a login token.
+    pub lifetime: Dur,
+    /// Clock skew tolerated.
+    pub leeway: Dur,
+    /// The `dom` claim.
+    pub domain: String,
+    /// PEM private key that signs tokens (default: the gateway's certificate key, as Zowe's keystore key).
+    pub signing_key: Option<String>,
+    /// PEM certificate of that key (default: the gateway's certificate).
+    pub signing_certificate: Option<String>,
+    /// Certificates of former signing keys still accepted (key rotation without logging anyone out).
+    pub verification_certificates: Vec<String>,
+}
+
+impl Default for Jwt {
+    fn default() -> Jwt {
+        Jwt {
+            lifetime: DEFAULT_JWT_LIFETIME,
+            leeway: DEFAULT_JWT_LEEWAY,
+            domain: DEFAULT_JWT_DOMAIN.to_owned(),
+            signing_key: None,
+            signing_certificate: None,
+            verification_certificates: Vec::new(),
+        }
+    }
+}
+
+/// `components.gateway.loginRateLimit`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LoginRateLimit {
+    /// Failed logins per user within the window.
+    pub max_failures_per_user: i64,
+    /// Failed logins per client address within the window.
+    pub max_failures_per_address: i64,
+    /// The window.
+    pub window: Dur,
+}
+
+impl Default for LoginRateLimit {
+    fn default() -> LoginRateLimit {
+        LoginRateLimit { max_failures_per_user: DEFAULT_MAX_FAILURES_PER_USER, max_failures_per_address: DEFAULT_MAX_FAILURES_PER_ADDRESS, window: DEFAULT_RATE_LIMIT_WINDOW }
+    }
+}
+
+/// `components.gateway.revocation`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Revocation {
+    /// How long the view is trusted without its change feed; past it, the caching service is asked per request.
+    pub staleness_bound: Dur,
+}
+
+impl Default for Revocation {
+    fn default() -> Revocation {
+        Revocation { staleness_bound: DEFAULT_STALENESS_BOUND }
+    }
+}
+
+/// `components.gateway.shutdown`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Shutdown {
+    /// Time reporting DRAINING while still accepting, so the distributor moves away first.
+    pub grace: Dur,
+    /// Time for open requests to finish afterwards.
+    pub timeout: Dur,
+}
+
+impl Default for Shutdown {
+    fn default() -> Shutdown {
+        Shutdown { grace: DEFAULT_SHUTDOWN_GRACE, timeout: DEFAULT_SHUTDOWN_TIMEOUT }
     }
 }
 

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use ::redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value};
+use ::redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
+    RedisResult, TlsCertificates, TlsMode, Value,
+};
 use plexgate_config::{Certificates, RedisConfig, RedisNode};
 
 use crate::error::CacheError;
@@ -112,14 +115,16 @@ fn connection_broken(e: &RedisError) -> bool {
 impl Link {
     /// Builds the link from the configuration; connects nothing yet.
     pub(super) fn new(c: &RedisConfig, certs: &Certificates) -> Result<Link, CacheError> {
-        let tls = c.tls.as_ref().map(|t| tls_certificates(if t.ca.is_empty() { &certs.certificate_authorities } else { &t.ca })).transpose()?;
+        let tls =
+            c.tls.as_ref().map(|t| tls_certificates(if t.ca.is_empty() { &certs.certificate_authorities } else { &t.ca })).transpose()?;
         let startup = |what: &str, e: RedisError| CacheError::Startup(format!("redis: {what}: {e}"));
         if let Some(s) = &c.sentinel {
             if s.nodes.is_empty() {
                 return Err(CacheError::Startup("redis: sentinel is enabled but lists no Sentinel node".to_owned()));
             }
             let addrs = s.nodes.iter().map(|n| addr(n, tls.is_some()));
-            let mut b = SentinelClientBuilder::new(addrs, &s.master_instance, SentinelServerType::Master).map_err(|e| startup("sentinel settings", e))?;
+            let mut b = SentinelClientBuilder::new(addrs, &s.master_instance, SentinelServerType::Master)
+                .map_err(|e| startup("sentinel settings", e))?;
             // The master's credentials are those of masterNodeUri, when given.
             if let Some(m) = &c.master {
                 if let Some(u) = &m.user {
@@ -155,7 +160,11 @@ impl Link {
             );
             let config = AsyncConnectionConfig::new().set_connection_timeout(Some(c.timeout)).set_response_timeout(Some(c.timeout));
             return Ok(Link {
-                source: Source::Sentinel { sentinel: tokio::sync::Mutex::new(SentinelState { client, failed: None }), current: Mutex::new(None), config },
+                source: Source::Sentinel {
+                    sentinel: tokio::sync::Mutex::new(SentinelState { client, failed: None }),
+                    current: Mutex::new(None),
+                    config,
+                },
                 generation: AtomicU64::new(0),
                 target,
             });
@@ -163,7 +172,8 @@ impl Link {
         let Some(m) = &c.master else {
             return Err(CacheError::Startup("redis: neither masterNodeUri nor sentinel is configured".to_owned()));
         };
-        let info = addr(m, tls.is_some()).into_connection_info().map_err(|e| startup("masterNodeUri", e))?.set_redis_settings(credentials(m));
+        let info =
+            addr(m, tls.is_some()).into_connection_info().map_err(|e| startup("masterNodeUri", e))?.set_redis_settings(credentials(m));
         let client = match tls {
             Some(t) => Client::build_with_tls(info, t),
             None => Client::open(info),
@@ -236,15 +246,15 @@ impl Link {
         }
     }
 
-    /// Tells the link that an operation on `conn` failed with `e` (`None`: it timed out);
+    /// Tells the link that an operation on a connection of `generation` failed with `e` (`None`: it timed out);
     /// replaces the connection when that is what it takes to recover.
-    pub(super) fn failed(&self, conn: &Conn, e: Option<&RedisError>) {
+    pub(super) fn failed(&self, generation: u64, e: Option<&RedisError>) {
         match &self.source {
             Source::Direct { client, manager, config } => {
                 // The manager recovers from dropped connections itself; not from silence.
                 if e.is_none_or(|e| e.is_timeout()) {
                     let mut m = manager.write().unwrap_or_else(|p| p.into_inner());
-                    if self.generation() == conn.generation
+                    if self.generation() == generation
                         && let Ok(fresh) = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                     {
                         *m = fresh;
@@ -256,7 +266,7 @@ impl Link {
             Source::Sentinel { current, .. } => {
                 if e.is_none_or(|e| connection_broken(e) || not_master(e)) {
                     let mut cur = lock(current);
-                    if self.generation() == conn.generation && cur.is_some() {
+                    if self.generation() == generation && cur.is_some() {
                         *cur = None;
                         tracing::warn!(target = %self.target, error = %e.map(ToString::to_string).unwrap_or_else(|| "timeout".to_owned()), "redis: lost the master; asking Sentinel again");
                     }
@@ -268,7 +278,8 @@ impl Link {
     /// A new connection of its own to the master (for a blocking command), answering within
     /// `response_timeout`.
     pub(super) async fn dedicated(&self, connect_timeout: Duration, response_timeout: Duration) -> RedisResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(connect_timeout)).set_response_timeout(Some(response_timeout));
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(connect_timeout)).set_response_timeout(Some(response_timeout));
         match &self.source {
             Source::Direct { client, .. } => client.get_multiplexed_async_connection_with_config(&config).await,
             Source::Sentinel { sentinel, .. } => open_master(&mut sentinel.lock().await.client, &config).await,

@@ -1,0 +1,65 @@
+//! The gateway's own endpoints: authentication (`/gateway/api/v1/auth`), health and metrics.
+
+mod auth;
+mod health;
+mod pat;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, delete, get, post};
+use http_body_util::BodyExt;
+
+use crate::error::GatewayError;
+use crate::metrics as m;
+use crate::state::Gateway;
+
+/// Base path of the authentication API.
+pub const AUTH_BASE: &str = "/gateway/api/v1/auth";
+/// Largest request body the authentication endpoints read.
+pub const MAX_AUTH_BODY: usize = 64 * 1024;
+
+/// The router of the gateway's own endpoints.
+pub fn router(state: Arc<Gateway>) -> Router {
+    let auth = Router::new()
+        .route("/login", post(auth::login).fallback(auth::method_not_supported))
+        .route("/logout", post(auth::logout).fallback(auth::method_not_supported))
+        .route("/query", get(auth::query).fallback(auth::method_not_supported))
+        .route("/keys/public/all", get(auth::keys_all))
+        .route("/keys/public/current", get(auth::keys_current))
+        .route("/access-token/generate", post(pat::generate))
+        .route("/access-token/validate", post(pat::validate))
+        .route("/access-token/revoke", delete(pat::revoke))
+        .route("/access-token/revoke/tokens", delete(pat::revoke_own))
+        .route("/access-token/revoke/tokens/user", delete(pat::revoke_user))
+        .route("/access-token/revoke/tokens/scope", delete(pat::revoke_scope))
+        .route("/access-token/evict", delete(pat::evict));
+    Router::new()
+        .nest(AUTH_BASE, auth)
+        .route("/application/health", get(health::health))
+        .route("/application/metrics", get(health::metrics))
+        .route("/", any(|| async { GatewayError::NotFound }))
+        .fallback(|| async { GatewayError::NotFound })
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Counts and times every request by route pattern and status.
+async fn observe(req: Request, next: Next) -> Response {
+    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    metrics::counter!(m::REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
+    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// The body, at most [`MAX_AUTH_BODY`] bytes; `None` when it is larger or unreadable.
+pub(crate) async fn small_body(body: Body) -> Option<bytes::Bytes> {
+    http_body_util::Limited::new(body, MAX_AUTH_BODY).collect().await.ok().map(|c| c.to_bytes())
+}

@@ -1,0 +1,21 @@
+//! Every metric the gateway exports, by name. Units are in the names.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered, by `endpoint` and `status`.
+pub const REQUESTS_TOTAL: &str = "plexgate_gateway_requests_total";
+/// Time to answer a request, by `endpoint`.
+pub const REQUEST_DURATION_SECONDS: &str = "plexgate_gateway_request_duration_seconds";
+/// Logins, by `result` (success, bad_credentials, rate_limited, provider_unavailable).
+pub const LOGINS_TOTAL: &str = "plexgate_gateway_logins_total";
+/// Token verifications, by `result` (cache_hit, verified).
+pub const TOKEN_VERIFICATIONS_TOTAL: &str = "plexgate_gateway_token_verifications_total";
+/// Age of the revocation view, in seconds (time since its last feed event).
+pub const REVOCATION_VIEW_AGE_SECONDS: &str = "plexgate_gateway_revocation_view_age_seconds";
+
+const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Installs the process-wide Prometheus recorder; `None` if one is installed already.
+pub fn install() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS).ok()?.install_recorder().ok()
+}

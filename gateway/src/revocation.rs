@@ -1,0 +1,191 @@
+//! Revocations, HA-correct: written to the caching service, read from a local view that the
+//! change feed keeps current, so no request waits on the network in the steady state.
+//!
+//! Data is stored as Zowe stores it: caching-service maps `invalidTokens`, `invalidUsers` and
+//! `invalidScopes`, each id as lower-case hex SHA-512(salt || value), the salt under cache key
+//! `salt` (created by the first gateway that needs it; every gateway then reads the same one).
+//!
+//! Which state decides a request: the view while it is loaded and fresher than the staleness
+//! bound; past the bound (feed down), the caching service itself, asked per request; when
+//! that fails too, the gateway answers 503 rather than guess (never a misleading 401).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use plexgate_cache_client::{CacheClient, ClientError, MapChange, MapView};
+use serde_json::json;
+use sha2::{Digest, Sha512};
+
+use crate::error::GatewayError;
+use crate::tokens::{Claims, Kind, VerifiedCache};
+
+/// Map of revoked tokens: hash(token) -> `{"tokenValue","issuedAt","expiresAt"}`.
+pub const INVALID_TOKENS: &str = "invalidTokens";
+/// Map of user rules: hash(user) -> epoch millis; tokens of the user issued at or before are revoked.
+pub const INVALID_USERS: &str = "invalidUsers";
+/// Map of scope rules: hash(serviceId) -> epoch millis; PATs for the service issued at or before are revoked.
+pub const INVALID_SCOPES: &str = "invalidScopes";
+/// Cache key of the shared salt.
+pub const SALT_KEY: &str = "salt";
+
+/// What one decision reads: present keys and their values.
+trait Lookup {
+    fn get(&self, map: &str, key: &str) -> Option<String>;
+}
+
+impl Lookup for MapView {
+    fn get(&self, map: &str, key: &str) -> Option<String> {
+        MapView::get(self, map, key)
+    }
+}
+
+impl Lookup for BTreeMap<String, BTreeMap<String, String>> {
+    fn get(&self, map: &str, key: &str) -> Option<String> {
+        BTreeMap::get(self, map).and_then(|m| m.get(key)).cloned()
+    }
+}
+
+/// The gateway's revocation state.
+pub struct Revocations {
+    client: CacheClient,
+    view: MapView,
+    salt: RwLock<Option<String>>,
+    staleness_bound: Duration,
+    cache: Arc<VerifiedCache>,
+}
+
+impl Revocations {
+    /// Starts following the revocation maps; `cache` is emptied as revocations arrive.
+    pub fn start(client: CacheClient, staleness_bound: Duration, cache: Arc<VerifiedCache>) -> Arc<Revocations> {
+        let idle = Duration::from_secs(5);
+        let view = MapView::start(client.clone(), &[INVALID_TOKENS, INVALID_USERS, INVALID_SCOPES], idle);
+        let r = Arc::new(Revocations { client, view, salt: RwLock::new(None), staleness_bound, cache });
+        let mut changes = r.view.subscribe();
+        let weak = Arc::downgrade(&r);
+        tokio::spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(r) = weak.upgrade() else { return };
+                match change {
+                    Ok(MapChange::Put { map, key, .. }) if map == INVALID_TOKENS => r.cache.remove(&key),
+                    Ok(MapChange::Put { .. } | MapChange::Delete { .. }) => {}
+                    // A snapshot, a rule, or missed events: drop everything, it is only a cache.
+                    Ok(MapChange::Reset) | Err(_) => r.cache.clear(),
+                }
+            }
+        });
+        r
+    }
+
+    /// Whether the view has loaded its first snapshot.
+    pub async fn wait_loaded(&self, timeout: Duration) -> bool {
+        self.view.wait_loaded(timeout).await
+    }
+
+    /// State for the health endpoint.
+    pub fn status(&self) -> plexgate_cache_client::ViewStatus {
+        self.view.status()
+    }
+
+    /// The salt, if it has been fetched.
+    pub fn salt_if_known(&self) -> Option<String> {
+        self.salt.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The shared salt, fetched (or created by the first gateway) once.
+    pub async fn salt(&self) -> Result<String, GatewayError> {
+        if let Some(s) = self.salt.read().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(s);
+        }
+        let unavailable = |e: ClientError| GatewayError::NotReady(format!("the caching service holding revocations is unreachable ({e})"));
+        let salt = match self.client.get(SALT_KEY).await {
+            Ok(e) => e.value,
+            Err(ClientError::NotFound) => {
+                let fresh = hex::encode(uuid::Uuid::new_v4().as_bytes());
+                match self.client.create(SALT_KEY, &fresh).await {
+                    Ok(()) => fresh,
+                    // Another gateway was first: use its salt.
+                    Err(ClientError::Conflict) => self.client.get(SALT_KEY).await.map_err(unavailable)?.value,
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        *self.salt.write().unwrap_or_else(|p| p.into_inner()) = Some(salt.clone());
+        Ok(salt)
+    }
+
+    /// The stored id of a token, user or service: hex SHA-512(salt || value).
+    pub fn hash(salt: &str, value: &str) -> String {
+        let mut h = Sha512::new();
+        h.update(salt.as_bytes());
+        h.update(value.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// `Err(InvalidToken)` when the token (by its hash) or a rule revokes it; `Err(NotReady)`
+    /// when revocation state cannot be known.
+    pub async fn check(&self, token_hash: &str, claims: &Claims, kind: Kind, salt: &str) -> Result<bool, GatewayError> {
+        let fresh = self.view.is_loaded() && self.view.staleness().is_some_and(|age| age <= self.staleness_bound);
+        if fresh {
+            return Ok(revoked(&self.view, token_hash, claims, kind, salt));
+        }
+        // The feed is down past the bound: ask the caching service itself.
+        let maps = self.client.maps().await.map_err(|e| GatewayError::NotReady(format!("revocation state unknown: the change feed is down and the caching service does not answer ({e})")))?;
+        Ok(revoked(&maps, token_hash, claims, kind, salt))
+    }
+
+    /// Revokes one token.
+    pub async fn revoke_token(&self, token_hash: &str, claims: &Claims) -> Result<(), GatewayError> {
+        let value = json!({"tokenValue": token_hash, "issuedAt": claims.iat * 1000, "expiresAt": claims.exp * 1000}).to_string();
+        self.write(INVALID_TOKENS, token_hash, &value).await?;
+        self.cache.remove(&token_hash.to_owned());
+        Ok(())
+    }
+
+    /// Revokes every token of `user` issued at or before `at_millis`.
+    pub async fn revoke_user(&self, user: &str, at_millis: u64) -> Result<(), GatewayError> {
+        let salt = self.salt().await?;
+        self.write(INVALID_USERS, &Self::hash(&salt, &user.to_lowercase()), &at_millis.to_string()).await?;
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Revokes every PAT for `service` issued at or before `at_millis`.
+    pub async fn revoke_scope(&self, service: &str, at_millis: u64) -> Result<(), GatewayError> {
+        let salt = self.salt().await?;
+        self.write(INVALID_SCOPES, &Self::hash(&salt, &service.to_lowercase()), &at_millis.to_string()).await?;
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Drops expired token entries and rules older than 90 days, in the caching service.
+    pub async fn evict(&self) -> Result<(), GatewayError> {
+        let err = |e: ClientError| GatewayError::NotReady(format!("the caching service holding revocations is unreachable ({e})"));
+        self.client.evict_tokens(INVALID_TOKENS).await.map_err(err)?;
+        self.client.evict_rules(INVALID_USERS).await.map_err(err)?;
+        self.client.evict_rules(INVALID_SCOPES).await.map_err(err)
+    }
+
+    async fn write(&self, map: &str, key: &str, value: &str) -> Result<(), GatewayError> {
+        self.client.map_put(map, key, value).await.map_err(|e| GatewayError::NotReady(format!("cannot record the revocation in the caching service ({e})")))?;
+        // Honoured here at once, before the feed echoes it back.
+        self.view.apply_local(map, key, value);
+        Ok(())
+    }
+}
+
+/// The decision itself, on any state.
+fn revoked(state: &impl Lookup, token_hash: &str, claims: &Claims, kind: Kind, salt: &str) -> bool {
+    if state.get(INVALID_TOKENS, token_hash).is_some() {
+        return true;
+    }
+    let issued_ms = claims.iat * 1000;
+    let rule_covers = |map: &str, id: &str| state.get(map, &Revocations::hash(salt, &id.to_lowercase())).and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|at| issued_ms <= at);
+    if rule_covers(INVALID_USERS, &claims.sub) {
+        return true;
+    }
+    kind == Kind::Pat && claims.scopes.iter().flatten().any(|s| rule_covers(INVALID_SCOPES, s))
+}
+

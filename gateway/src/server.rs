@@ -1,0 +1,148 @@
+//! The gateway's HTTPS server: TLS 1.2/1.3 (rustls), HTTP/1.1 and HTTP/2 by ALPN, the
+//! client's address on every request, and the drain on SIGTERM: report DRAINING for the grace
+//! period (still accepting, so nothing is refused while the distributor moves away), then stop
+//! accepting, let open requests finish up to the timeout, and return.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Extension;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use plexgate_cache_client::{CacheClient, ClientOptions};
+use plexgate_config::{AuthProvider as ProviderKind, Config, tls};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::auth::{AuthProvider, LoginLimiter, UsersFileProvider, ZosmfProvider};
+use crate::error::GatewayError;
+use crate::revocation::Revocations;
+use crate::state::{ClientAddr, Gateway};
+use crate::tokens::{Keys, TokenService, VerifiedCache};
+
+/// A TLS handshake slower than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound, ready gateway.
+pub struct GatewayServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    state: Arc<Gateway>,
+    grace: Duration,
+    timeout: Duration,
+}
+
+impl GatewayServer {
+    /// Loads keys and TLS material, starts the revocation view and binds the port.
+    pub async fn bind(config: &Config) -> Result<GatewayServer, GatewayError> {
+        let g = &config.gateway;
+        let setup = |what: &str, e: String| GatewayError::Internal(format!("{what}: {e}"));
+        let keys = Keys::load(&g.jwt)?;
+        let tokens = TokenService::new(keys, g.jwt.lifetime, g.jwt.leeway, g.jwt.domain.clone());
+        let provider: Arc<dyn AuthProvider> = match g.auth_provider {
+            ProviderKind::UsersFile => Arc::new(UsersFileProvider::open(g.users_file.clone()).map_err(|e| setup("users file", e))?),
+            ProviderKind::Zosmf => {
+                let z = config.zosmf.as_ref().ok_or_else(|| setup("zosmf provider", "zOSMF.host is not configured".to_owned()))?;
+                Arc::new(ZosmfProvider::new(config, z).map_err(|e| setup("zosmf provider", e))?)
+            }
+        };
+        let client = CacheClient::from_config(config, ClientOptions::default()).map_err(|e| setup("caching-service client", e.to_string()))?;
+        let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
+        let revocations = Revocations::start(client, g.staleness_bound, cache.clone());
+        let state = Arc::new(Gateway {
+            instance: config.ha_instance.clone().unwrap_or_else(|| "default".to_owned()),
+            tokens,
+            cache,
+            revocations: revocations.clone(),
+            provider,
+            limiter: LoginLimiter::new(g.login_rate_limit.clone()),
+            admins: g.admin_users.iter().map(|u| u.to_lowercase()).collect(),
+            draining: Default::default(),
+            metrics: crate::metrics::install(),
+        });
+        // Fetch the shared salt in the background until the caching service answers.
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(50);
+            while let Err(e) = revocations.salt().await {
+                tracing::warn!(error = %e, "revocation salt not available yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        });
+        let server_config = tls::server_config(&g.certificates, config.tls, rustls::server::WebPkiClientVerifier::no_client_auth(), &[b"h2", b"http/1.1"])
+            .map_err(|e| setup("TLS", e.to_string()))?;
+        let listener = TcpListener::bind((g.host.as_str(), g.port)).await.map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
+        tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), provider = state.provider.name(), "gateway listening");
+        Ok(GatewayServer {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(server_config)),
+            app: crate::api::router(state.clone()),
+            state,
+            grace: g.shutdown_grace,
+            timeout: g.shutdown_timeout,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes, then drains (see the module doc).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let stop_accepting = async {
+            shutdown.await;
+            self.state.draining.store(true, Ordering::Relaxed);
+            tracing::info!(grace = ?self.grace, "draining: health reports DRAINING; still accepting for the grace period");
+            tokio::time::sleep(self.grace).await;
+        };
+        tokio::pin!(stop_accepting);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stop_accepting => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let app = self.app.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = TowerToHyperService::new(app.layer(Extension(ClientAddr(peer.ip()))).map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)));
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!(timeout = ?self.timeout, "no longer accepting; letting open requests finish");
+        tokio::select! {
+            _ = graceful.shutdown() => tracing::info!("all connections closed"),
+            _ = tokio::time::sleep(self.timeout) => tracing::warn!("shutdown timeout reached with connections still open"),
+        }
+        Ok(())
+    }
+}
