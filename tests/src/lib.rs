@@ -5,6 +5,7 @@
 //! and waits for conditions with a deadline ([`assert_eventually!`]) instead of sleeping.
 
 pub mod caching;
+pub mod cluster;
 pub mod https;
 pub mod process;
 pub mod redis;

@@ -104,7 +104,8 @@ fn server_replied(e: &RedisError) -> bool {
 /// Whether `e` says this connection does not reach a writable master (any more).
 pub(super) fn not_master(e: &RedisError) -> bool {
     let code = e.code().unwrap_or_default();
-    matches!(code, "READONLY" | "MASTERDOWN" | "LOADING") || e.to_string().contains("READONLY")
+    matches!(code, "READONLY" | "MASTERDOWN" | "LOADING" | "NOREPLICAS")
+        || ["READONLY", "NOREPLICAS"].iter().any(|c| e.to_string().contains(c))
 }
 
 /// Whether the connection that gave `e` should be replaced.

@@ -1,0 +1,141 @@
+//! A whole authentication topology as real processes: one caching service and N gateways
+//! (haInstances `g1`..`gN`) sharing one workspace, certificates and users file.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+
+use crate::process::Proc;
+use crate::{Workspace, assert_eventually, free_port};
+
+/// Users every cluster has: `alice` (admin) and `bob`, passwords [`PASSWORD`].
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// How to build a cluster.
+pub struct ClusterSetup {
+    /// Gateways to define (all started unless `start_gateways` is smaller).
+    pub gateways: usize,
+    /// How many of them to start now.
+    pub start_gateways: usize,
+    /// Storage of the caching service.
+    pub storage: &'static str,
+    /// Extra YAML under `components.gateway` (indented 4 spaces).
+    pub gateway_yaml: String,
+}
+
+impl Default for ClusterSetup {
+    fn default() -> Self {
+        ClusterSetup { gateways: 2, start_gateways: 2, storage: "inMemory", gateway_yaml: String::new() }
+    }
+}
+
+/// The running cluster.
+pub struct Cluster {
+    /// The shared workspace.
+    pub ws: Workspace,
+    /// The caching service.
+    pub caching: Option<Proc>,
+    /// Gateways by index (`None` when not running).
+    pub gateways: Vec<Option<Proc>>,
+    /// Gateway ports by index.
+    pub ports: Vec<u16>,
+    /// The caching service's port.
+    pub caching_port: u16,
+    /// The configuration file.
+    pub config: std::path::PathBuf,
+    /// An HTTPS client trusting the workspace CA (no client certificate).
+    pub http: Client,
+}
+
+impl Cluster {
+    /// Starts the caching service and the gateways, and waits until every started gateway is UP.
+    pub fn start(setup: ClusterSetup) -> Cluster {
+        let ws = Workspace::with_certs();
+        let caching_port = free_port();
+        let ports: Vec<u16> = (0..setup.gateways).map(|_| free_port()).collect();
+        // Quick drains by default, so tests that stop gateways do not wait for the production grace.
+        let shutdown = if setup.gateway_yaml.contains("shutdown:") { "" } else { "    shutdown: {grace: 300ms, timeout: 5s}\n" };
+        let mut yaml = format!(
+            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n{shutdown}{}  caching-service:\n    port: {caching_port}\n    storage: {{mode: {}}}\n    changeFeed: {{heartbeat: 200ms}}\n  distributor: {{enabled: false}}\nhaInstances:\n",
+            setup.gateway_yaml, setup.storage
+        );
+        for (i, p) in ports.iter().enumerate() {
+            let cs = if i == 0 { "" } else { ", caching-service: {enabled: false}" };
+            yaml.push_str(&format!("  g{}:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {p}}}{cs}}}\n", i + 1));
+        }
+        let config = ws.write("zowe.yaml", &yaml);
+        let run = ws.run(&["users", "add", "alice", "--admin", "-c", "zowe.yaml"], &format!("{PASSWORD}\n"));
+        assert_eq!(run.code(), 0, "{}", run.stderr());
+        ws.run(&["users", "add", "bob", "-c", "zowe.yaml"], &format!("{PASSWORD}\n")).expect_code(0);
+        let http = crate::https::client(&ws.ca(), None);
+        let mut c = Cluster { ws, caching: None, gateways: (0..setup.gateways).map(|_| None).collect(), ports, caching_port, config, http };
+        c.start_caching();
+        for i in 0..setup.start_gateways {
+            c.start_gateway(i);
+        }
+        c
+    }
+
+    /// Starts (or restarts) the caching service and waits until it is healthy.
+    pub fn start_caching(&mut self) {
+        let proc = self.ws.spawn("caching-service", &["caching-service", "-c", "zowe.yaml", "--ha-instance", "g1"]);
+        let url = format!("https://127.0.0.1:{}/application/health", self.caching_port);
+        assert_eventually!(Duration::from_secs(20), self.http.get(&url).send().is_ok_and(|r| r.status() == 200), "caching service healthy\n{}", proc.logs());
+        self.caching = Some(proc);
+    }
+
+    /// Starts gateway `i` (0-based) without waiting.
+    pub fn spawn_gateway(&mut self, i: usize) {
+        let name = format!("gateway-g{}", i + 1);
+        let proc = self.ws.spawn(&name, &["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
+        self.gateways[i] = Some(proc);
+    }
+
+    /// Starts gateway `i` and waits until it reports UP.
+    pub fn start_gateway(&mut self, i: usize) {
+        self.spawn_gateway(i);
+        let url = self.url(i, "/application/health");
+        assert_eventually!(
+            Duration::from_secs(20),
+            self.http.get(&url).send().is_ok_and(|r| r.status() == 200),
+            "gateway {i} UP\n{}",
+            self.gateways[i].as_ref().map(Proc::logs).unwrap_or_default()
+        );
+    }
+
+    /// `https://127.0.0.1:<port of gateway i><path>`.
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.ports[i])
+    }
+
+    /// `https://...<gateway i>/gateway/api/v1/auth<path>`.
+    pub fn auth(&self, i: usize, path: &str) -> String {
+        self.url(i, &format!("/gateway/api/v1/auth{path}"))
+    }
+
+    /// Logs in on gateway `i` with basic auth; the token from the cookie.
+    pub fn login(&self, i: usize, user: &str, password: &str) -> String {
+        let r = self.http.post(self.auth(i, "/login")).basic_auth(user, Some(password)).send().expect("login request");
+        assert_eq!(r.status(), 204, "login of {user} on gateway {i}");
+        token_from(&r).expect("apimlAuthenticationToken cookie")
+    }
+
+    /// `GET /query` with the token as Bearer.
+    pub fn query(&self, i: usize, token: &str) -> Response {
+        self.http.get(self.auth(i, "/query")).bearer_auth(token).send().expect("query request")
+    }
+
+    /// Everything every process logged so far.
+    pub fn all_logs(&self) -> String {
+        let mut s = String::new();
+        for p in self.caching.iter().chain(self.gateways.iter().flatten()) {
+            s.push_str(&p.logs());
+        }
+        s
+    }
+}
+
+/// The `apimlAuthenticationToken` of a login response.
+pub fn token_from(r: &Response) -> Option<String> {
+    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| v.strip_prefix("apimlAuthenticationToken=").map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
+}
