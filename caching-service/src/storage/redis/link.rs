@@ -31,13 +31,25 @@ use crate::error::CacheError;
 /// pause fail at once instead of all asking Sentinel again.
 const SENTINEL_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
+/// How often Sentinel is asked whether the master changed.
+const SENTINEL_CHECK: Duration = Duration::from_secs(1);
+
 /// Where connections come from.
 enum Source {
     /// One Redis server.
     Direct { client: Client, manager: RwLock<ConnectionManager>, config: ConnectionManagerConfig },
     /// The master a Sentinel group names.
-    Sentinel { sentinel: tokio::sync::Mutex<SentinelState>, current: Mutex<Option<MultiplexedConnection>>, config: AsyncConnectionConfig },
+    Sentinel {
+        sentinel: tokio::sync::Mutex<SentinelState>,
+        current: Mutex<Option<(MultiplexedConnection, Address)>>,
+        config: AsyncConnectionConfig,
+        /// The master's name in Sentinel.
+        name: String,
+    },
 }
+
+/// Host and port of a Redis node.
+type Address = (String, u16);
 
 struct SentinelState {
     client: SentinelClient,
@@ -164,6 +176,7 @@ impl Link {
                 source: Source::Sentinel {
                     sentinel: tokio::sync::Mutex::new(SentinelState { client, failed: None }),
                     current: Mutex::new(None),
+                    name: s.master_instance.clone(),
                     config,
                 },
                 generation: AtomicU64::new(0),
@@ -214,15 +227,15 @@ impl Link {
                 let m = manager.read().unwrap_or_else(|p| p.into_inner()).clone();
                 Ok(Conn { inner: Inner::Manager(m), generation })
             }
-            Source::Sentinel { sentinel, current, config } => {
+            Source::Sentinel { sentinel, current, config, .. } => {
                 let generation = self.generation();
-                if let Some(c) = lock(current).clone() {
+                if let Some((c, _)) = lock(current).clone() {
                     return Ok(Conn { inner: Inner::Plain(c), generation });
                 }
                 let mut state = sentinel.lock().await;
                 // Another request may have connected while this one waited.
                 let generation = self.generation();
-                if let Some(c) = lock(current).clone() {
+                if let Some((c, _)) = lock(current).clone() {
                     return Ok(Conn { inner: Inner::Plain(c), generation });
                 }
                 if let Some((at, e)) = &state.failed
@@ -231,11 +244,11 @@ impl Link {
                     return Err(e.clone());
                 }
                 match open_master(&mut state.client, config).await {
-                    Ok(c) => {
+                    Ok((c, address)) => {
                         state.failed = None;
-                        *lock(current) = Some(c.clone());
+                        tracing::info!(target = %self.target, master = %format!("{}:{}", address.0, address.1), "redis: connected to the master Sentinel names");
+                        *lock(current) = Some((c.clone(), address));
                         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                        tracing::info!(target = %self.target, "redis: connected to the master Sentinel names");
                         Ok(Conn { inner: Inner::Plain(c), generation })
                     }
                     Err(e) => {
@@ -283,13 +296,68 @@ impl Link {
             AsyncConnectionConfig::new().set_connection_timeout(Some(connect_timeout)).set_response_timeout(Some(response_timeout));
         match &self.source {
             Source::Direct { client, .. } => client.get_multiplexed_async_connection_with_config(&config).await,
-            Source::Sentinel { sentinel, .. } => open_master(&mut sentinel.lock().await.client, &config).await,
+            Source::Sentinel { sentinel, .. } => open_master(&mut sentinel.lock().await.client, &config).await.map(|(c, _)| c),
+        }
+    }
+
+    /// With Sentinel: asks a Sentinel (on `conn`, opened when `None`) which node is the master,
+    /// and drops the connection to the current one when that is another node.
+    ///
+    /// Without this, a connection to a master that Sentinel replaced while it stayed up (a
+    /// manual failover, a partition) keeps taking writes until Sentinel demotes it, which it
+    /// does only when it next looks at it (up to 10 s); those writes are lost in the resync.
+    async fn check_master(&self, conn: &mut Option<MultiplexedConnection>) -> RedisResult<()> {
+        let Source::Sentinel { sentinel, current, config, name } = &self.source else { return Ok(()) };
+        if conn.is_none() {
+            let client = sentinel.lock().await.client.async_get_sentinel_client().await?;
+            *conn = Some(client.get_multiplexed_async_connection_with_config(config).await?);
+        }
+        let Some(c) = conn.as_mut() else { return Ok(()) };
+        let named: Option<(String, String)> = match ::redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(name).query_async(c).await {
+            Ok(v) => v,
+            Err(e) => {
+                *conn = None;
+                return Err(e);
+            }
+        };
+        let Some((host, port)) = named else { return Ok(()) };
+        let named = (host, port.parse::<u16>().unwrap_or_default());
+        let mut cur = lock(current);
+        if let Some((_, address)) = cur.as_ref()
+            && *address != named
+        {
+            tracing::warn!(
+                target = %self.target,
+                old = %format!("{}:{}", address.0, address.1),
+                new = %format!("{}:{}", named.0, named.1),
+                "redis: Sentinel names a new master; switching"
+            );
+            *cur = None;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// With Sentinel: checks every [`SENTINEL_CHECK`] that the master in use is still the one
+/// Sentinel names (see [`Link::check_master`]); runs until aborted.
+pub(super) async fn watch_sentinel(link: std::sync::Arc<Link>) {
+    let mut conn = None;
+    loop {
+        tokio::time::sleep(SENTINEL_CHECK).await;
+        if let Err(e) = link.check_master(&mut conn).await {
+            tracing::debug!(error = %e, "redis: cannot ask Sentinel for the master");
         }
     }
 }
 
-async fn open_master(client: &mut SentinelClient, config: &AsyncConnectionConfig) -> RedisResult<MultiplexedConnection> {
-    client.async_get_client().await?.get_multiplexed_async_connection_with_config(config).await
+async fn open_master(client: &mut SentinelClient, config: &AsyncConnectionConfig) -> RedisResult<(MultiplexedConnection, Address)> {
+    let master = client.async_get_client().await?;
+    let address = match master.get_connection_info().addr() {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+        other => (format!("{other:?}"), 0),
+    };
+    Ok((master.get_multiplexed_async_connection_with_config(config).await?, address))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

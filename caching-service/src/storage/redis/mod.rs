@@ -100,12 +100,15 @@ pub struct RedisStorage {
     revision: Arc<watch::Sender<u64>>,
     /// Connected replicas as last seen: (when, link generation, count).
     replicas: Mutex<Option<(Instant, u64, usize)>>,
-    follower: tokio::task::AbortHandle,
+    /// The revision follower and (with Sentinel) the master watch.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Drop for RedisStorage {
     fn drop(&mut self) {
-        self.follower.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -166,8 +169,12 @@ impl RedisStorage {
             timeout: c.timeout,
             revision: revision.clone(),
             replicas: Mutex::new(None),
-            follower: tokio::spawn(follow::run(link.clone(), revision, c.timeout)).abort_handle(),
+            tasks: vec![tokio::spawn(follow::run(link.clone(), revision, c.timeout)).abort_handle()],
         };
+        let mut storage = storage;
+        if link.uses_sentinel() {
+            storage.tasks.push(tokio::spawn(link::watch_sentinel(link.clone())).abort_handle());
+        }
         let probe = tokio::time::timeout(PROBE.min(c.timeout), storage.current_revision()).await;
         match probe {
             Ok(Ok(rev)) => {
