@@ -32,6 +32,25 @@ pub enum Command {
     CachingService(InstanceArgs),
     /// Run the gateway of an instance (login, tokens, revocation honoured by every gateway).
     Gateway(InstanceArgs),
+    /// Run the built-in sample API service (an upstream for demos, tests and benchmarks).
+    SampleService(SampleArgs),
+}
+
+/// `plexgate sample-service`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The configuration (for its certificates).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Port to listen on (127.0.0.1).
+    #[arg(long)]
+    pub port: u16,
+    /// Instance id it reports in every answer.
+    #[arg(long, default_value = "sample-1")]
+    pub id: String,
+    /// Serve plain HTTP instead of HTTPS.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// A process that runs as one haInstance.

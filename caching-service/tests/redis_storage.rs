@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use plexgate_caching_service::CacheError;
 use plexgate_caching_service::storage::{Limits, Op, RedisStorage, Since, Storage};
 use plexgate_config::model::Secret;
-use plexgate_config::{Certificates, EvictionStrategy, RedisConfig, RedisNode, SentinelConfig};
+use plexgate_config::{Certificates, EvictionStrategy, RedisConfig, RedisNode, RedisTls, SentinelConfig};
 
 /// Polls `$cond` (an async expression giving bool) every 50 ms until true or `$timeout`.
 macro_rules! assert_eventually {
@@ -48,79 +48,100 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// A redis-server or redis-sentinel child process, killed (SIGKILL) on drop.
+/// A redis-server or redis-sentinel child process in a temporary directory of its own (its
+/// working directory, log and any file it writes), killed (SIGKILL) on drop.
 struct Server {
     port: u16,
     child: Option<Child>,
     log: PathBuf,
-    _dir: Option<tempfile::TempDir>,
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start() -> Server {
-        Server::start_on(free_port())
+        Server::redis(None, &[])
     }
 
     fn start_on(port: u16) -> Server {
-        Server::spawn(port, "redis-server", &[], None)
+        Server::redis(Some(port), &[])
     }
 
     fn replica_of(master: u16) -> Server {
         // No delay before a replica's initial sync (Redis waits 5 s for more replicas by
         // default); this one may become a master with replicas of its own.
-        Server::spawn(
-            free_port(),
-            "redis-server",
-            &["--replicaof", "127.0.0.1", &master.to_string(), "--repl-diskless-sync-delay", "0"],
-            None,
-        )
+        Server::redis(None, &["--replicaof", "127.0.0.1", &master.to_string(), "--repl-diskless-sync-delay", "0"])
+    }
+
+    /// A redis-server without persistence, on `port` or a free one.
+    fn redis(port: Option<u16>, extra: &[&str]) -> Server {
+        Server::launch(port, "Ready to accept connections", |port, dir| {
+            let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            args.push(dir.display().to_string());
+            args.extend(extra.iter().map(|a| a.to_string()));
+            ("redis-server", args)
+        })
     }
 
     fn sentinel(master: u16) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
-                dir.path().display()
-            ),
-        )
-        .expect("write sentinel.conf");
-        let program = if Command::new("redis-sentinel").arg("--version").output().is_ok() { "redis-sentinel" } else { "redis-server" };
-        let mut args = vec![conf.display().to_string()];
-        if program == "redis-server" {
-            args.push("--sentinel".to_owned());
+        Server::launch(None, "+monitor master", |port, dir| {
+            let conf = dir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                    dir.display()
+                ),
+            )
+            .expect("write sentinel.conf");
+            ("redis-server", vec![conf.display().to_string(), "--sentinel".to_owned()])
+        })
+    }
+
+    /// Starts the process `command` gives for a port and a directory, and waits until its log
+    /// shows `ready`. Without a fixed port, a port another test took in the meantime is
+    /// replaced by another free one.
+    fn launch(port: Option<u16>, ready: &str, command: impl Fn(u16, &std::path::Path) -> (&'static str, Vec<String>)) -> Server {
+        for attempt in 1.. {
+            let p = port.unwrap_or_else(free_port);
+            let dir = tempfile::tempdir().expect("temp dir");
+            let log = dir.path().join("server.log");
+            let out = std::fs::File::create(&log).expect("log file");
+            let (program, args) = command(p, dir.path());
+            let child = Command::new(program)
+                .args(&args)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log file"))
+                .stderr(out)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+            let mut server = Server { port: p, child: Some(child), log, _dir: dir };
+            match server.wait_ready(ready) {
+                Ok(()) => return server,
+                Err(why) if port.is_none() && attempt < 5 && why.contains("Address already in use") => continue,
+                Err(why) => panic!("{program} on port {p}: {why}"),
+            }
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::spawn_raw(port, program, &args, Some(dir))
+        unreachable!()
     }
 
-    fn spawn(port: u16, program: &str, extra: &[&str], dir: Option<tempfile::TempDir>) -> Server {
-        let p = port.to_string();
-        let mut args = vec!["--port", &p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-        args.extend_from_slice(extra);
-        Server::spawn_raw(port, program, &args, dir)
-    }
-
-    fn spawn_raw(port: u16, program: &str, args: &[&str], dir: Option<tempfile::TempDir>) -> Server {
-        let log = std::env::temp_dir().join(format!("plexgate-redis-test-{port}-{}.log", std::process::id()));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let server = Server { port, child: Some(child), log, _dir: dir };
+    fn wait_ready(&mut self, ready: &str) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(port) {
-            assert!(Instant::now() < deadline, "{program} on port {port} did not answer PING\n{}", server.logs());
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(format!("exited with {status}\n{}", self.logs()));
+            }
+            if self.logs().contains(ready) && ping(self.port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready within 10 s\n{}", self.logs()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     fn kill(&mut self) {
@@ -146,7 +167,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -515,7 +535,7 @@ struct Group {
 impl Group {
     async fn start() -> Group {
         // No delay before the replica's initial sync (Redis waits 5 s for more replicas by default).
-        let master = Server::spawn(free_port(), "redis-server", &["--repl-diskless-sync-delay", "0"], None);
+        let master = Server::redis(None, &["--repl-diskless-sync-delay", "0"]);
         let replica = Server::replica_of(master.port);
         let mut mc = master.conn().await;
         assert_eventually!(
@@ -645,8 +665,8 @@ async fn password_is_used_and_never_shown() {
     if !redis_available() {
         return;
     }
-    let port = free_port();
-    let _redis = Server::spawn(port, "redis-server", &["--requirepass", "s3cret-pw"], None);
+    let redis = Server::redis(None, &["--requirepass", "s3cret-pw"]);
+    let port = redis.port;
     let mut c = config(port);
     c.master = Some(RedisNode { password: Some(Secret::new("s3cret-pw")), ..node(port) });
     let s = RedisStorage::connect(&c, &certs(), limits(10, EvictionStrategy::Reject)).await.unwrap();
@@ -658,4 +678,78 @@ async fn password_is_used_and_never_shown() {
     let err = bad.get("ns", "k").await.unwrap_err();
     assert!(matches!(err, CacheError::Unavailable(_)), "{err}");
     assert!(!err.to_string().contains("wrong-pw"), "{err}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`:
+/// (ca.pem, server.pem, server.key).
+fn tls_files(dir: &std::path::Path, ca_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let paths = (dir.join(format!("{ca_name}.pem")), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca_pem).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_configured_or_default_cas() {
+    if !redis_available() {
+        return;
+    }
+    // What every plexgate binary does at start.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path(), "test-ca");
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = tls_files(other_dir.path(), "other-ca");
+    let tls_port = free_port();
+    let paths = [cert, key, ca.clone()].map(|p| p.display().to_string());
+    let redis = Server::redis(
+        None,
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &paths[0],
+            "--tls-key-file",
+            &paths[1],
+            "--tls-ca-cert-file",
+            &paths[2],
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let tls_config = |cas: Vec<PathBuf>| RedisConfig { tls: Some(RedisTls { ca: cas }), ..config(tls_port) };
+
+    // The CA of storage.redis.ssl.trustStore.
+    let s = RedisStorage::connect(&tls_config(vec![ca.clone()]), &certs(), limits(10, EvictionStrategy::Reject)).await.unwrap();
+    s.create("ns", "k", "over TLS").await.unwrap();
+    s.map_put("ns", "m", "k", "v").await.unwrap();
+    let mut rx = s.revisions();
+    tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|r| *r == 1)).await.expect("the follower connects over TLS too").unwrap();
+
+    // No trustStore: the configured CAs (zowe.certificate) are used.
+    let mut with_default = certs();
+    with_default.certificate_authorities = vec![ca];
+    let d = RedisStorage::connect(&tls_config(Vec::new()), &with_default, limits(10, EvictionStrategy::Reject)).await.unwrap();
+    assert_eq!(d.get("ns", "k").await.unwrap().value, "over TLS");
+
+    // A CA that did not sign Redis' certificate: refused, as a 503, not a panic.
+    let bad = RedisStorage::connect(&tls_config(vec![other_ca]), &certs(), limits(10, EvictionStrategy::Reject)).await.unwrap();
+    assert!(unavailable(bad.health().await));
+    drop(redis);
+
+    // A CA file that is not there: a start-up error naming it.
+    let missing = dir.path().join("missing.pem");
+    let err =
+        RedisStorage::connect(&tls_config(vec![missing]), &certs(), limits(10, EvictionStrategy::Reject)).await.err().expect("bad CA path");
+    assert!(matches!(err, CacheError::Startup(ref m) if m.contains("missing.pem")), "{err}");
 }

@@ -145,6 +145,30 @@ pub struct GatewayConfig {
     pub shutdown_timeout: Duration,
     /// Verified tokens remembered.
     pub token_cache_size: usize,
+    /// Where static service definitions are read from.
+    pub static_definitions: Vec<PathBuf>,
+    /// Forwarding to API services.
+    pub routing: RoutingConfig,
+}
+
+/// Forwarding to API services, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingConfig {
+    /// Time to connect to an instance.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Time until the first byte of the answer.
+    #[serde(with = "humantime_serde_compat")]
+    pub response_timeout: Duration,
+    /// Extra attempts on other instances.
+    pub retries: u32,
+    /// Interval of active health checks.
+    #[serde(with = "humantime_serde_compat")]
+    pub health_check_interval: Duration,
+    /// First ejection after a failure.
+    #[serde(with = "humantime_serde_compat")]
+    pub ejection: Duration,
 }
 
 /// Login tokens, checked.

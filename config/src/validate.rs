@@ -150,6 +150,17 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         shutdown_grace: g.shutdown.grace.0,
         shutdown_timeout: g.shutdown.timeout.0,
         token_cache_size: ctx.at_least("components.gateway.tokenCacheSize", g.token_cache_size, 0) as usize,
+        static_definitions: match &g.static_definitions_directories {
+            Some(dirs) => dirs.iter().map(|d| ctx.path(d)).collect(),
+            None => vec![workspace_directory.join("api-mediation").join("api-defs")],
+        },
+        routing: RoutingConfig {
+            connect_timeout: g.routing.connect_timeout.0,
+            response_timeout: g.routing.response_timeout.0,
+            retries: ctx.at_least("components.gateway.routing.retries", g.routing.retries, 0),
+            health_check_interval: g.routing.health_check_interval.0,
+            ejection: g.routing.ejection.0,
+        },
     };
     let mut gateway = gateway;
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());

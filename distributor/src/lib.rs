@@ -1,2 +1,27 @@
-//! plexgate's distributor (issue 6): the L4 front door on the virtual address, spreading TCP
-//! connections over the gateways with health checks. Not built yet.
+//! plexgate's distributor: the L4 front door on the virtual address (like z/OS Sysplex
+//! Distributor with VIPADISTRIBUTE). It spreads TCP connections over the gateways, TLS
+//! passing through untouched.
+//!
+//! The path of a connection: [`server`] accepts it (within `maxConnections`),
+//! [`select::Selector`] orders the targets for it (the method's choice first, fallbacks
+//! after), [`forward`] connects to the first candidate that answers (a failed connect marks
+//! that target suspect and falls through to the next) and copies bytes both ways until close
+//! or idle timeout. Beside it, [`health`] checks every target (TCP connect + HTTPS GET of the
+//! gateway's health endpoint) and moves its [`target::State`]; [`admin`] serves the status and
+//! the metrics. A connection stays on its target until it closes: state changes only steer
+//! new connections.
+
+pub mod admin;
+mod error;
+mod forward;
+pub mod health;
+pub mod limits;
+pub mod metrics;
+pub mod proxy_protocol;
+pub mod select;
+mod server;
+pub mod status;
+pub mod target;
+
+pub use error::DistributorError;
+pub use server::{Distributor, Shared, method_name};

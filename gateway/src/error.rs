@@ -70,6 +70,18 @@ pub enum GatewayError {
     /// Nothing is routed here.
     #[error("The service can not find the requested resource.")]
     NotFound,
+    /// A request the gateway will not forward (a path escaping its route, a bad header).
+    #[error("The structure of the request is invalid: {0}")]
+    BadRequest(String),
+    /// A protected route without valid authentication.
+    #[error("The request has not been applied because it lacks valid authentication credentials.")]
+    Unauthorized,
+    /// An API service did not start answering in time.
+    #[error("Request to the resource ended with unexpected status code: no response within {0}")]
+    GatewayTimeout(String),
+    /// An API service answered with something that is not HTTP, or broke the connection.
+    #[error("Request to the resource ended with unexpected status code: {0}")]
+    BadGateway(String),
     /// A bug or an unexpected state.
     #[error("The service has encountered a situation it doesn't know how to handle: {0}")]
     Internal(String),
@@ -129,6 +141,10 @@ impl GatewayError {
             E::AuthServiceUnavailable { .. } => d(S::SERVICE_UNAVAILABLE, Some("ZWEAG104E"), "org.zowe.apiml.security.serviceUnavailable", "The authentication service is not available.", "Make sure that the authentication service is running and is accessible by the URL provided in the message.", Upstream, true),
             E::NotReady(_) => d(S::SERVICE_UNAVAILABLE, Some("ZWEAO503E"), "org.zowe.apiml.common.serviceUnavailable", "The service is not ready to handle the request, it is being initialized or waiting for another service to start.", "Repeat the request later. Please contact support for further assistance.", Upstream, true),
             E::NotFound => d(S::NOT_FOUND, Some("ZWEAO404E"), "org.zowe.apiml.common.notFound", "", "", Client, false),
+            E::BadRequest(_) => d(S::BAD_REQUEST, Some("ZWEAO400E"), "org.zowe.apiml.common.badRequest", "A value in the request is missing or contains an invalid value.", "Fix the request and try again.", Client, false),
+            E::Unauthorized => d(S::UNAUTHORIZED, Some("ZWEAO402E"), "org.zowe.apiml.common.unauthorized", "The accessed resource requires authentication. The request is missing valid authentication credentials or the token expired.", "Review the product documentation for more details about acceptable authentication. Verify that your credentials are valid and contact security administrator to obtain valid credentials.", Client, false),
+            E::GatewayTimeout(_) => d(S::GATEWAY_TIMEOUT, Some("ZWEAG510E"), "org.zowe.apiml.gateway.responseStatusError", "The service did not respond properly.", "Verify that the target service is healthy.", Upstream, false),
+            E::BadGateway(_) => d(S::BAD_GATEWAY, Some("ZWEAG510E"), "org.zowe.apiml.gateway.responseStatusError", "The service did not respond properly.", "Verify that the target service is healthy.", Upstream, true),
             E::Internal(_) => d(S::INTERNAL_SERVER_ERROR, Some("ZWEAO500E"), "org.zowe.apiml.common.internalServerError", "", "", Internal, false),
         }
     }

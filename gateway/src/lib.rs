@@ -7,6 +7,8 @@
 //!   every gateway through a local view kept current by the change feed.
 //! - [`auth`]: password checks (`users-file`, `zosmf`) behind one trait, with failed-login limits.
 //! - [`api`]: the endpoints, with Zowe's statuses, cookies and error bodies ([`error`]).
+//! - [`routing`]: static service definitions, load balancing with health checks and retries,
+//!   and forwarding to API services.
 //! - [`server`]: HTTPS with HTTP/1.1 and HTTP/2, and the drain on SIGTERM.
 
 pub mod api;
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod revocation;
+pub mod routing;
 pub mod server;
 pub mod state;
 pub mod tokens;

@@ -10,6 +10,8 @@ pub const REQUEST_DURATION_SECONDS: &str = "plexgate_gateway_request_duration_se
 pub const LOGINS_TOTAL: &str = "plexgate_gateway_logins_total";
 /// Token verifications, by `result` (cache_hit, verified).
 pub const TOKEN_VERIFICATIONS_TOTAL: &str = "plexgate_gateway_token_verifications_total";
+/// Requests forwarded to API services, by `service`, `instance` and `status`.
+pub const ROUTED_REQUESTS_TOTAL: &str = "plexgate_gateway_routed_requests_total";
 /// Age of the revocation view, in seconds (time since its last feed event).
 pub const REVOCATION_VIEW_AGE_SECONDS: &str = "plexgate_gateway_revocation_view_age_seconds";
 

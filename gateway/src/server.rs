@@ -53,6 +53,8 @@ impl GatewayServer {
             }
         };
         let client = CacheClient::from_config(config, ClientOptions::default()).map_err(|e| setup("caching-service client", e.to_string()))?;
+        let routes = crate::routing::Routes::load(config)?;
+        routes.spawn_health_checks();
         let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
         let revocations = Revocations::start(client, g.staleness_bound, cache.clone());
         let state = Arc::new(Gateway {
@@ -65,6 +67,7 @@ impl GatewayServer {
             admins: g.admin_users.iter().map(|u| u.to_lowercase()).collect(),
             draining: Default::default(),
             metrics: crate::metrics::install(),
+            routes,
         });
         // Fetch the shared salt in the background until the caching service answers.
         tokio::spawn(async move {

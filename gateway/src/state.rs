@@ -46,6 +46,8 @@ pub struct Gateway {
     pub draining: AtomicBool,
     /// Prometheus rendering, when this process owns the recorder.
     pub metrics: Option<PrometheusHandle>,
+    /// Routes to API services.
+    pub routes: Arc<crate::routing::Routes>,
 }
 
 impl Gateway {

@@ -3,6 +3,7 @@
 mod caching_service;
 mod config;
 mod gateway;
+mod sample_service;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(UsersCommand::Add { config, name, admin }) => users::add(&config, &name, admin),
         Command::CachingService(args) => caching_service::run(&args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::SampleService(args) => sample_service::run(&args),
     }
 }
 

@@ -38,9 +38,20 @@ pub fn signing_input(header: &Value, claims: &Value) -> String {
     format!("{}.{}", b64(header.to_string()), b64(claims.to_string()))
 }
 
+/// The bytes of base64url text; panics on anything else.
+pub fn unb64(text: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(text).expect("base64url")
+}
+
 /// A token with `header` and `claims`, signed with `key` by `alg` (whatever the header says).
 pub fn sign(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
-    let input = signing_input(header, claims);
+    sign_raw(&header.to_string(), &claims.to_string(), key, alg)
+}
+
+/// Like [`sign`], with the header and claims as literal JSON text (for JSON a `Value` cannot
+/// hold, such as duplicate keys).
+pub fn sign_raw(header: &str, claims: &str, key: &EncodingKey, alg: Algorithm) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
     let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("sign");
     format!("{input}.{sig}")
 }
@@ -76,18 +87,36 @@ pub fn pat_claims(user: &str, scopes: &[&str]) -> Value {
     json!({"sub": user, "iat": now, "exp": now + 86_400, "iss": PAT_ISSUER, "jti": jti(), "auth.prov": "APIML", "scopes": scopes})
 }
 
+/// The first certificate of a PEM file.
+fn certificate(cert_pem: &Path) -> CertificateDer<'static> {
+    CertificateDer::pem_file_iter(cert_pem).expect("read certificate").next().expect("a certificate").expect("certificate PEM")
+}
+
 /// The DER SubjectPublicKeyInfo of the first certificate in a PEM file.
 pub fn spki_der(cert_pem: &Path) -> Vec<u8> {
-    let cert = CertificateDer::pem_file_iter(cert_pem).expect("read certificate").next().expect("a certificate").expect("certificate PEM");
+    let cert = certificate(cert_pem);
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).expect("parse certificate");
     parsed.public_key().raw.to_vec()
 }
 
 /// The PKCS#1 `RSAPublicKey` DER (the bit string inside the SubjectPublicKeyInfo).
 pub fn rsa_public_key_der(cert_pem: &Path) -> Vec<u8> {
-    let cert = CertificateDer::pem_file_iter(cert_pem).expect("read certificate").next().expect("a certificate").expect("certificate PEM");
+    let cert = certificate(cert_pem);
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).expect("parse certificate");
     parsed.public_key().subject_public_key.data.to_vec()
+}
+
+/// The base64url `(n, e)` of the certificate's RSA key, as a JWK carries them.
+pub fn rsa_components(cert_pem: &Path) -> (String, String) {
+    let cert = certificate(cert_pem);
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).expect("parse certificate");
+    match parsed.public_key().parsed().expect("public key") {
+        x509_parser::public_key::PublicKey::RSA(rsa) => {
+            let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap_or(b.len())..].to_vec();
+            (b64(strip(rsa.modulus)), b64(strip(rsa.exponent)))
+        }
+        _ => panic!("{} does not hold an RSA key", cert_pem.display()),
+    }
 }
 
 /// `-----BEGIN PUBLIC KEY-----` PEM of the certificate's key, as `openssl x509 -pubkey` prints it.

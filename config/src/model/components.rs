@@ -88,6 +88,11 @@ pub struct Gateway {
     pub shutdown: Shutdown,
     /// Our own: verified tokens remembered (each entry saves an RS256 verification).
     pub token_cache_size: i64,
+    /// Our own: directories (or files) of static API service definitions in Zowe's format
+    /// (default `<workspace>/api-mediation/api-defs`).
+    pub static_definitions_directories: Option<Vec<String>>,
+    /// Our own: forwarding to API services.
+    pub routing: Routing,
     /// Certificates of this component, overriding `zowe.certificate`.
     pub certificate: Option<Certificate>,
     /// Zowe's (accepted, unused).
@@ -113,6 +118,8 @@ impl Default for Gateway {
             revocation: Revocation::default(),
             shutdown: Shutdown::default(),
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
+            static_definitions_directories: None,
+            routing: Routing::default(),
             certificate: None,
             debug: None,
             server: None,
@@ -142,6 +149,45 @@ pub const DEFAULT_SHUTDOWN_GRACE: Dur = Dur::ms(2_000);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Dur = Dur::ms(30_000);
 /// Verified tokens remembered.
 pub const DEFAULT_TOKEN_CACHE_SIZE: i64 = 100_000;
+
+/// Time to open a connection to an API service instance.
+pub const DEFAULT_CONNECT_TIMEOUT: Dur = Dur::ms(2_000);
+/// Time for an API service to start answering (Zowe's `apiml.connection.timeout`).
+pub const DEFAULT_RESPONSE_TIMEOUT: Dur = Dur::ms(60_000);
+/// Extra attempts on other instances for a failed request.
+pub const DEFAULT_RETRIES: i64 = 2;
+/// Interval of active health checks of API service instances.
+pub const DEFAULT_SERVICE_HEALTH_INTERVAL: Dur = Dur::ms(2_000);
+/// First ejection of an instance after a failure; doubled per further failure, up to a minute.
+pub const DEFAULT_EJECTION: Dur = Dur::ms(2_000);
+
+/// `components.gateway.routing`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Routing {
+    /// Time to connect to an instance.
+    pub connect_timeout: Dur,
+    /// Time until the first byte of the answer.
+    pub response_timeout: Dur,
+    /// Extra attempts on other instances.
+    pub retries: i64,
+    /// Interval of active health checks.
+    pub health_check_interval: Dur,
+    /// First ejection after a failure.
+    pub ejection: Dur,
+}
+
+impl Default for Routing {
+    fn default() -> Routing {
+        Routing {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            health_check_interval: DEFAULT_SERVICE_HEALTH_INTERVAL,
+            ejection: DEFAULT_EJECTION,
+        }
+    }
+}
 
 /// `components.gateway.jwt`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

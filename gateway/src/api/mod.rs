@@ -3,6 +3,7 @@
 mod auth;
 mod health;
 mod pat;
+mod services;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,12 +13,13 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, delete, get, post};
+use axum::Extension;
+use axum::extract::State;
+use axum::routing::{delete, get, post};
 use http_body_util::BodyExt;
 
-use crate::error::GatewayError;
 use crate::metrics as m;
-use crate::state::Gateway;
+use crate::state::{ClientAddr, Gateway};
 
 /// Base path of the authentication API.
 pub const AUTH_BASE: &str = "/gateway/api/v1/auth";
@@ -43,10 +45,15 @@ pub fn router(state: Arc<Gateway>) -> Router {
         .nest(AUTH_BASE, auth)
         .route("/application/health", get(health::health))
         .route("/application/metrics", get(health::metrics))
-        .route("/", any(|| async { GatewayError::NotFound }))
-        .fallback(|| async { GatewayError::NotFound })
+        .route("/gateway/api/v1/services", get(services::list))
+        .fallback(proxy)
         .layer(middleware::from_fn(observe))
         .with_state(state)
+}
+
+/// Everything that is not an endpoint of the gateway's own goes to an API service.
+async fn proxy(State(g): State<Arc<Gateway>>, Extension(addr): Extension<ClientAddr>, req: Request) -> Response {
+    crate::routing::forward::handle(g, addr, req).await
 }
 
 /// Counts and times every request by route pattern and status.

@@ -1,0 +1,127 @@
+//! Active health checks: every target checked every `interval`, each check bounded by
+//! `timeout`, results fed into the target's state ([`crate::target`]). The check itself is
+//! behind the [`HealthCheck`] trait; the one plexgate runs is [`HttpsCheck`]: a TCP connect,
+//! then an HTTPS GET of the gateway's health endpoint where only 200 counts (a gateway that
+//! is DOWN or DRAINING answers 503, and must get no new connections).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use plexgate_config::{Config, HealthCheckConfig, TargetConfig, tls};
+use rustls::pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+use crate::error::DistributorError;
+use crate::metrics as m;
+use crate::target::Target;
+
+/// Largest health response body read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// One check of one target.
+#[async_trait]
+pub trait HealthCheck: Send + Sync + 'static {
+    /// `Ok(detail)` when the target may take new connections, `Err(detail)` when not. The
+    /// caller bounds the time it takes.
+    async fn check(&self, target: &TargetConfig) -> Result<String, String>;
+}
+
+/// TCP connect plus HTTPS GET of `path`; 200 passes, anything else fails.
+pub struct HttpsCheck {
+    connector: TlsConnector,
+    path: String,
+    proxy_protocol: bool,
+}
+
+impl HttpsCheck {
+    /// Trusts the configured certificate authorities (per `zowe.verifyCertificates`).
+    pub fn from_config(config: &Config) -> Result<HttpsCheck, DistributorError> {
+        let mut client = tls::client_config(&config.certificates, config.tls, config.verify_certificates)
+            .map_err(|e| DistributorError::Config(format!("TLS for health checks: {e}")))?;
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let d = &config.distributor;
+        Ok(HttpsCheck { connector: TlsConnector::from(Arc::new(client)), path: d.health_check.path.clone(), proxy_protocol: d.proxy_protocol })
+    }
+}
+
+#[async_trait]
+impl HealthCheck for HttpsCheck {
+    async fn check(&self, t: &TargetConfig) -> Result<String, String> {
+        let mut tcp = TcpStream::connect((t.host.as_str(), t.port)).await.map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        if self.proxy_protocol {
+            tcp.write_all(&crate::proxy_protocol::local_header()).await.map_err(|e| format!("PROXY header: {e}"))?;
+        }
+        let name = ServerName::try_from(t.host.clone()).map_err(|e| format!("host name {}: {e}", t.host))?;
+        let stream = self.connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("HTTP: {e}"))?;
+        let driver = AbortOnDrop(tokio::spawn(conn));
+        let request = http::Request::get(&self.path)
+            .header(http::header::HOST, format!("{}:{}", t.host, t.port))
+            .header(http::header::CONNECTION, "close")
+            .header(http::header::USER_AGENT, "plexgate-distributor")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
+        let response = sender.send_request(request).await.map_err(|e| format!("GET {}: {e}", self.path))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        drop(driver);
+        let detail = format!("{} {}", status.as_u16(), summary(&body));
+        if status == http::StatusCode::OK { Ok(detail) } else { Err(detail) }
+    }
+}
+
+/// The `status` of a JSON health body (`UP`, `DOWN`, `DRAINING`), else its start.
+fn summary(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(s) = v.get("status").and_then(|s| s.as_str())
+    {
+        return s.to_owned();
+    }
+    String::from_utf8_lossy(&body[..body.len().min(80)]).trim().to_owned()
+}
+
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts one checker task per target; they run until aborted.
+pub fn spawn_checkers(targets: &[Arc<Target>], check: Arc<dyn HealthCheck>, config: &HealthCheckConfig) -> Vec<JoinHandle<()>> {
+    targets.iter().map(|t| tokio::spawn(run(t.clone(), check.clone(), config.clone()))).collect()
+}
+
+/// Checks `target` at once, then every `interval` (start to start; a slow check delays the
+/// next one instead of piling up).
+async fn run(target: Arc<Target>, check: Arc<dyn HealthCheck>, config: HealthCheckConfig) {
+    let mut ticks = tokio::time::interval(config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(config.timeout, check.check(&target.config)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {}", humanize(config.timeout))),
+        };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::histogram!(m::HEALTH_CHECK_DURATION_SECONDS, "target" => target.config.name.clone(), "result" => outcome).record(started.elapsed().as_secs_f64());
+        let ok = result.is_ok();
+        let detail = result.unwrap_or_else(|e| e);
+        tracing::debug!(target_name = %target.config.name, ok, %detail, "health check");
+        target.record_check(ok, detail, &config);
+    }
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}

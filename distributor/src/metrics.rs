@@ -1,0 +1,34 @@
+//! Every metric the distributor exports, by name. Units are in the names; per-target series
+//! carry a `target` label (the target's name).
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Client connections forwarded, by `target`.
+pub const CONNECTIONS_TOTAL: &str = "plexgate_distributor_connections_total";
+/// Client connections open now, by `target`.
+pub const CONNECTIONS_ACTIVE: &str = "plexgate_distributor_connections_active";
+/// Client connections closed without being forwarded, by `reason`
+/// (`max_connections`, `no_target`).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "plexgate_distributor_connections_refused_total";
+/// Connects to a target that failed (each one made the connection fall through), by `target`.
+pub const CONNECT_FAILURES_TOTAL: &str = "plexgate_distributor_connect_failures_total";
+/// Connections closed by the idle timeout.
+pub const IDLE_CLOSED_TOTAL: &str = "plexgate_distributor_idle_closed_total";
+/// Bytes from clients to a target, by `target`.
+pub const BYTES_IN_TOTAL: &str = "plexgate_distributor_received_bytes_total";
+/// Bytes from a target to its clients, by `target`.
+pub const BYTES_OUT_TOTAL: &str = "plexgate_distributor_sent_bytes_total";
+/// 1 when a target takes new connections, 0 when it is down or suspect, by `target`.
+pub const TARGET_UP: &str = "plexgate_distributor_target_up";
+/// Health state changes, by `target` and new `state`.
+pub const STATE_CHANGES_TOTAL: &str = "plexgate_distributor_state_changes_total";
+/// Time one active health check took, by `target` and `result` (`ok`, `failed`).
+pub const HEALTH_CHECK_DURATION_SECONDS: &str = "plexgate_distributor_health_check_duration_seconds";
+
+/// Latency buckets, from 100 us to 5 s.
+const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Installs the process-wide Prometheus recorder; `None` if one is installed already.
+pub fn install() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS).ok()?.install_recorder().ok()
+}

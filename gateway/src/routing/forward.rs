@@ -1,0 +1,315 @@
+//! Forwarding one request: resolve the route, authenticate per the service's scheme, pick
+//! instances, send with retries, stream the answer back.
+//!
+//! Retries: a failed connect moves to the next instance for any method; a reset before any
+//! response byte, or a 502/503 from the instance, moves on only for idempotent methods (GET,
+//! HEAD, PUT, DELETE, OPTIONS). Only requests whose body is small enough to keep (or empty)
+//! can be sent twice; a large streamed upload gets one attempt.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use super::definitions::{RouteDef, Scheme};
+use super::registry::{Instance, Service};
+use crate::error::GatewayError;
+use crate::state::{AUTH_COOKIE, ClientAddr, Gateway, PAT_COOKIE, PAT_HEADER, bearer, cookie};
+use crate::tokens::Kind;
+
+/// Bodies up to this size are kept so the request can be retried on another instance.
+const REPLAYABLE_BODY: usize = 1024 * 1024;
+/// Header naming the service when the path does not.
+pub const FORWARD_TO: &str = "x-forward-to";
+/// Header pinning a request to one instance.
+pub const INSTANCE_ID: &str = "x-instanceid";
+
+/// Handles a request that is not one of the gateway's own endpoints.
+pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Response<Body> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (result, service, instance, user) = forward(&g, addr, req).await;
+    let resp = result.unwrap_or_else(IntoResponse::into_response);
+    tracing::info!(target: "plexgate::access", client = %addr.0, user = user.as_deref().unwrap_or("-"), method = %method, path, service = service.as_deref().unwrap_or("-"), instance = instance.as_deref().unwrap_or("-"), status = resp.status().as_u16(), millis = start.elapsed().as_millis() as u64, "request");
+    metrics::counter!(crate::metrics::ROUTED_REQUESTS_TOTAL, "service" => service.unwrap_or_default(), "instance" => instance.unwrap_or_default(), "status" => resp.status().as_u16().to_string()).increment(1);
+    resp
+}
+
+type Outcome = (Result<Response<Body>, GatewayError>, Option<String>, Option<String>, Option<String>);
+
+async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
+    let registry = g.routes.registry();
+    let forward_to = req.headers().get(FORWARD_TO).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some((service, route, rest)) = resolve(&registry, req.uri().path(), forward_to.as_deref()) else {
+        return (Err(GatewayError::NotFound), None, None, None);
+    };
+    let sid = Some(service.def.service_id.clone());
+    if let Err(e) = check_path(&rest) {
+        return (Err(e), sid, None, None);
+    }
+    let (user, token) = match authenticate(g, &service, req.headers(), req.uri().path()).await {
+        Ok(v) => v,
+        Err(e) => return (Err(e), sid, None, None),
+    };
+    let candidates: Vec<Arc<Instance>> = match req.headers().get(INSTANCE_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) => match service.instance(id) {
+            Some(i) if i.available() => vec![i],
+            Some(_) => return (Err(GatewayError::NotReady(format!("instance {id} of service {} is not available", service.def.service_id))), sid, None, user),
+            None => return (Err(GatewayError::NotReady(format!("service {} has no instance {id}", service.def.service_id))), sid, None, user),
+        },
+        None => service.candidates(),
+    };
+    let (parts, body) = req.into_parts();
+    let replayable = match body_for_retries(&parts.headers, &parts.method, body).await {
+        Ok(b) => b,
+        Err(e) => return (Err(e), sid, None, user),
+    };
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
+    let headers = upstream_headers(&parts.headers, addr, token.as_deref());
+    let attempts = (g.routes.config.retries as usize + 1).min(candidates.len().max(1));
+    let mut last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
+    let mut body_slot = Some(replayable);
+    for (n, instance) in candidates.iter().take(attempts).enumerate() {
+        let Some(body) = body_slot.take() else { break };
+        let (this_body, keep) = match body {
+            Kept::Bytes(b) => (Body::from(b.clone()), Some(Kept::Bytes(b))),
+            Kept::Stream(s) => (s, None),
+        };
+        let uri = match join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query()) {
+            Ok(u) => u,
+            Err(e) => return (Err(e), sid, Some(instance.id.clone()), user),
+        };
+        let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
+        if let Some(h) = up.headers_mut() {
+            *h = headers.clone();
+        }
+        let Ok(up) = up.body(this_body) else { return (Err(GatewayError::Internal("cannot build the upstream request".to_owned())), sid, None, user) };
+        instance.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = tokio::time::timeout(g.routes.config.response_timeout, g.routes.client.request(up)).await;
+        let more = n + 1 < attempts && keep.is_some();
+        match sent {
+            Err(_) => return (Err(GatewayError::GatewayTimeout(format!("{:?}", g.routes.config.response_timeout))), sid, Some(instance.id.clone()), user),
+            Ok(Err(e)) if e.is_connect() => {
+                instance.failed(g.routes.config.ejection);
+                last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
+                tracing::debug!(instance = %instance.id, error = %e, "connect failed");
+                if more {
+                    body_slot = keep;
+                    continue;
+                }
+            }
+            Ok(Err(e)) => {
+                instance.failed(g.routes.config.ejection);
+                last = GatewayError::BadGateway(format!("the instance failed before answering ({e})"));
+                if more && idempotent {
+                    body_slot = keep;
+                    continue;
+                }
+            }
+            Ok(Ok(resp)) if matches!(resp.status().as_u16(), 502 | 503) && more && idempotent => {
+                instance.failed(g.routes.config.ejection);
+                body_slot = keep;
+                continue;
+            }
+            Ok(Ok(resp)) => {
+                if matches!(resp.status().as_u16(), 502 | 503) {
+                    instance.failed(g.routes.config.ejection);
+                } else {
+                    instance.succeeded();
+                }
+                return (Ok(downstream(resp)), sid, Some(instance.id.clone()), user);
+            }
+        }
+        break;
+    }
+    (Err(last), sid, None, user)
+}
+
+/// The service, route and the rest of the path (raw, still percent-encoded) for `path`:
+/// `/<serviceId>/<gatewayUrl>/<rest>`, or `/<gatewayUrl>/<rest>` with `X-Forward-To`.
+/// Routes are tried longest gatewayUrl first.
+pub fn resolve(registry: &super::Registry, path: &str, forward_to: Option<&str>) -> Option<(Arc<Service>, RouteDef, String)> {
+    let (service, after) = match forward_to {
+        Some(id) => (registry.get(id.trim())?, path),
+        None => {
+            let trimmed = path.strip_prefix('/')?;
+            let (id, after) = match trimmed.find('/') {
+                Some(i) => (&trimmed[..i], &trimmed[i..]),
+                None => (trimmed, ""),
+            };
+            (registry.get(id)?, after)
+        }
+    };
+    let found = service.def.routes.iter().find_map(|route| {
+        let rest = after.strip_prefix('/')?.strip_prefix(route.gateway_url.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then(|| (route.clone(), rest.to_owned()))
+    });
+    found.map(|(route, rest)| (service, route, rest))
+}
+
+/// Refuses a rest of path that could step out of the route (`..`, `.` in any encoding).
+fn check_path(rest: &str) -> Result<(), GatewayError> {
+    for seg in rest.split('/') {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(GatewayError::BadRequest("the path contains a `.` or `..` segment".to_owned()));
+        }
+        if seg.contains('\\') || seg.to_ascii_lowercase().contains("%5c") || seg.contains("%00") {
+            return Err(GatewayError::BadRequest("the path contains a backslash or NUL".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Authenticates per the service's scheme: the user, and the token to pass on.
+async fn authenticate(g: &Gateway, service: &Service, headers: &HeaderMap, path: &str) -> Result<(Option<String>, Option<String>), GatewayError> {
+    if service.def.scheme == Scheme::Bypass {
+        return Ok((None, None));
+    }
+    let unauthorized = |e: GatewayError| match e {
+        GatewayError::NotReady(_) => e,
+        _ => GatewayError::Unauthorized,
+    };
+    if let Some(pat) = headers.get(PAT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned).or_else(|| cookie(headers, PAT_COOKIE)) {
+        let (claims, _) = g.verify(&pat, Kind::Pat, path).await.map_err(unauthorized)?;
+        if !claims.scopes.iter().flatten().any(|s| *s == service.def.service_id) {
+            return Err(GatewayError::Unauthorized);
+        }
+        return Ok((Some(claims.sub), Some(pat)));
+    }
+    let token = cookie(headers, AUTH_COOKIE).or_else(|| bearer(headers)).ok_or(GatewayError::Unauthorized)?;
+    match g.verify(&token, Kind::Login, path).await {
+        Ok((claims, _)) => Ok((Some(claims.sub), Some(token))),
+        // A PAT sent as Bearer.
+        Err(_) => {
+            let (claims, _) = g.verify(&token, Kind::Pat, path).await.map_err(unauthorized)?;
+            if claims.scopes.iter().flatten().any(|s| *s == service.def.service_id) { Ok((Some(claims.sub), Some(token))) } else { Err(GatewayError::Unauthorized) }
+        }
+    }
+}
+
+/// A request body: kept in memory (retryable) or streamed (one attempt).
+enum Kept {
+    Bytes(Bytes),
+    Stream(Body),
+}
+
+async fn body_for_retries(headers: &HeaderMap, method: &Method, body: Body) -> Result<Kept, GatewayError> {
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let small = match length {
+        Some(n) => n <= REPLAYABLE_BODY,
+        None => !chunked && matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS),
+    };
+    if !small {
+        return Ok(Kept::Stream(body));
+    }
+    let bytes = http_body_util::Limited::new(body, REPLAYABLE_BODY).collect().await.map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?.to_bytes();
+    Ok(Kept::Bytes(bytes))
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+
+/// The headers the instance gets: hop-by-hop and client-sent `X-Certificate-*` removed,
+/// `X-Forwarded-*` and `Forwarded` set, the token passed on as cookie and Bearer.
+fn upstream_headers(incoming: &HeaderMap, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
+    let listed: Vec<String> = incoming.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|s| s.trim().to_ascii_lowercase()).collect();
+    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
+    for (k, v) in incoming {
+        let name = k.as_str();
+        if HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name) || name.starts_with("x-certificate-") || name == FORWARD_TO || name == INSTANCE_ID {
+            continue;
+        }
+        out.append(k.clone(), v.clone());
+    }
+    let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let client = addr.0.to_string();
+    let xff = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client}"),
+        None => client.clone(),
+    };
+    let set = |out: &mut HeaderMap, name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(&mut out, "x-forwarded-for", xff);
+    set(&mut out, "x-forwarded-proto", "https".to_owned());
+    if !host.is_empty() {
+        set(&mut out, "x-forwarded-host", host.clone());
+    }
+    let for_ = if addr.0.is_ipv6() { format!("\"[{client}]\"") } else { client };
+    set(&mut out, "forwarded", if host.is_empty() { format!("for={for_};proto=https") } else { format!("for={for_};proto=https;host=\"{host}\"") });
+    if let Some(t) = token {
+        set(&mut out, "authorization", format!("Bearer {t}"));
+        let others: Vec<String> = incoming
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.starts_with(&format!("{AUTH_COOKIE}=")))
+            .map(str::to_owned)
+            .collect();
+        let mut cookies = vec![format!("{AUTH_COOKIE}={t}")];
+        cookies.extend(others);
+        out.remove(header::COOKIE);
+        set(&mut out, "cookie", cookies.join("; "));
+    }
+    out
+}
+
+/// The instance's answer, without hop-by-hop headers, streamed.
+fn downstream(resp: Response<hyper::body::Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let listed: Vec<String> = parts.headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|s| s.trim().to_ascii_lowercase()).collect();
+    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
+        if name != "host" {
+            parts.headers.remove(name.as_str());
+        }
+    }
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// `base` + `path` (already encoded) + `query`.
+pub fn join(base: &Uri, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    let prefix = base.path().trim_end_matches('/');
+    let mut pq = format!("{prefix}{path}");
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|e| GatewayError::BadRequest(format!("cannot form the upstream path: {e}")))?);
+    Uri::from_parts(parts).map_err(|e| GatewayError::BadRequest(format!("cannot form the upstream URL: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_in_any_encoding_are_refused() {
+        for bad in ["/a/../b", "/%2e%2e/x", "/.%2E/x", "/./x", "/a/%2E", "/a\\b", "/a%5cb"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for ok in ["/a/b", "/a%2Fb", "//double", "/a..b", "/.hidden", ""] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn join_keeps_the_encoded_path_and_query() {
+        let base: Uri = "https://h:1/base/".parse().unwrap();
+        assert_eq!(join(&base, "/svc/a%2Fb//c", Some("x=%20&y")).unwrap().to_string(), "https://h:1/base/svc/a%2Fb//c?x=%20&y");
+    }
+}

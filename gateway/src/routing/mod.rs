@@ -1,0 +1,114 @@
+//! Routing to API services: `/<serviceId>/<gatewayUrl>/**` to
+//! `<instanceBaseUrl><serviceRelativeUrl>/**` of one healthy instance, with failover.
+
+pub mod definitions;
+pub mod forward;
+pub mod registry;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use plexgate_config::{Config, RoutingConfig, tls};
+
+use crate::error::GatewayError;
+pub use registry::{Instance, Registry, Service};
+
+/// The HTTP(S) client to API services.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, axum::body::Body>;
+
+/// The routing table and the client that forwards.
+pub struct Routes {
+    registry: RwLock<Arc<Registry>>,
+    /// Pooled client, HTTP/1.1 and HTTP/2, TLS verified against the truststore.
+    pub client: HttpClient,
+    /// Timeouts and retries.
+    pub config: RoutingConfig,
+    sources: Vec<PathBuf>,
+}
+
+impl Routes {
+    /// Reads the static definitions and builds the client.
+    pub fn load(config: &Config) -> Result<Arc<Routes>, GatewayError> {
+        let g = &config.gateway;
+        let registry = Arc::new(read(&g.static_definitions)?);
+        let mut tls = tls::client_config(&g.certificates, config.tls, config.verify_certificates).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(g.routing.connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().enable_http2().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
+        Ok(Arc::new(Routes { registry: RwLock::new(registry), client, config: g.routing.clone(), sources: g.static_definitions.clone() }))
+    }
+
+    /// The current table.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the definitions again (SIGHUP); on errors the old table stays.
+    pub fn reload(&self) -> Result<usize, GatewayError> {
+        let fresh = Arc::new(read(&self.sources)?);
+        let n = fresh.all().count();
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(n)
+    }
+
+    /// Checks every instance with a health check, forever, every `interval`.
+    pub fn spawn_health_checks(self: &Arc<Self>) {
+        let routes = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(r) = routes.upgrade() else { return };
+                let interval = r.config.health_check_interval;
+                let registry = r.registry();
+                let mut checks = Vec::new();
+                for service in registry.all() {
+                    let Some(path) = service.def.health_check.clone() else { continue };
+                    for instance in &service.instances {
+                        let (r, instance, path) = (r.clone(), instance.clone(), path.clone());
+                        checks.push(tokio::spawn(async move {
+                            let up = r.probe(&instance, &path).await;
+                            instance.checked(up);
+                        }));
+                    }
+                }
+                for c in checks {
+                    let _ = c.await;
+                }
+                drop(r);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    async fn probe(&self, instance: &Instance, path: &str) -> bool {
+        let uri = match forward::join(&instance.base, path, None) {
+            Ok(u) => u,
+            Err(_) => return false,
+        };
+        let req = http::Request::get(uri).body(axum::body::Body::new(Empty::<Bytes>::new()));
+        let Ok(req) = req else { return false };
+        let timeout = self.config.connect_timeout + Duration::from_secs(2);
+        matches!(tokio::time::timeout(timeout, self.client.request(req)).await, Ok(Ok(r)) if r.status().is_success())
+    }
+}
+
+fn read(paths: &[PathBuf]) -> Result<Registry, GatewayError> {
+    let loaded = definitions::load(paths);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    if !loaded.errors.is_empty() {
+        return Err(GatewayError::Internal(format!("static service definitions: {}", loaded.errors.join("; "))));
+    }
+    tracing::info!(services = loaded.services.len(), "static service definitions loaded");
+    Ok(Registry::new(loaded.services))
+}

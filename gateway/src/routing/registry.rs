@@ -1,0 +1,162 @@
+//! The services and their instances: which instance gets a request (round-robin over the
+//! healthy ones, then the others as fallbacks), and what their health is (active checks on
+//! `healthCheckRelativeUrl`, passive ejection on failures with gradual return).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+
+use super::definitions::ServiceDef;
+
+/// Longest ejection after repeated failures.
+const MAX_EJECTION: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Health {
+    /// Result of the last active check (true when the service has none).
+    checked_up: bool,
+    /// Not used until then, after passive failures.
+    ejected_until: Option<Instant>,
+    /// Consecutive passive failures.
+    failures: u32,
+}
+
+/// One instance of a service.
+#[derive(Debug)]
+pub struct Instance {
+    /// `host:serviceId:port`, as Eureka names instances (what `X-InstanceId` selects).
+    pub id: String,
+    /// Its base URL.
+    pub base: Uri,
+    health: Mutex<Health>,
+    /// Requests sent to it.
+    pub requests: AtomicU64,
+}
+
+impl Instance {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether new requests should go here first.
+    pub fn available(&self) -> bool {
+        let h = self.health();
+        h.checked_up && h.ejected_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// `UP` or `DOWN`, for listings.
+    pub fn status(&self) -> &'static str {
+        if self.available() { "UP" } else { "DOWN" }
+    }
+
+    /// A failed connect, reset or 502/503: eject for `base` doubled per consecutive failure.
+    pub fn failed(&self, base: Duration) {
+        let mut h = self.health();
+        h.failures = h.failures.saturating_add(1);
+        let factor = 1u32 << h.failures.saturating_sub(1).min(6);
+        let ejection = base.saturating_mul(factor).min(MAX_EJECTION);
+        h.ejected_until = Some(Instant::now() + ejection);
+        tracing::warn!(instance = %self.id, ?ejection, failures = h.failures, "instance ejected");
+    }
+
+    /// A success: back in rotation at once.
+    pub fn succeeded(&self) {
+        let mut h = self.health();
+        if h.failures > 0 || h.ejected_until.is_some() {
+            tracing::info!(instance = %self.id, "instance back in rotation");
+        }
+        h.failures = 0;
+        h.ejected_until = None;
+    }
+
+    /// The outcome of an active health check.
+    pub fn checked(&self, up: bool) {
+        let mut h = self.health();
+        if h.checked_up != up {
+            tracing::info!(instance = %self.id, up, "instance health changed");
+        }
+        h.checked_up = up;
+        if up && h.ejected_until.is_some_and(|t| Instant::now() >= t) {
+            h.ejected_until = None;
+            h.failures = 0;
+        }
+    }
+}
+
+/// One service and its instances.
+#[derive(Debug)]
+pub struct Service {
+    /// Its definition.
+    pub def: ServiceDef,
+    /// Its instances, in definition order.
+    pub instances: Vec<Arc<Instance>>,
+    next: AtomicUsize,
+}
+
+impl Service {
+    /// Instances to try, in order: the available ones starting at the round-robin position,
+    /// then the unavailable ones (a last resort, still better than refusing).
+    pub fn candidates(&self) -> Vec<Arc<Instance>> {
+        let n = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let rotated = (0..n).map(|i| self.instances[(start + i) % n].clone());
+        let (up, down): (Vec<_>, Vec<_>) = rotated.partition(|i| i.available());
+        up.into_iter().chain(down).collect()
+    }
+
+    /// The instance named by `X-InstanceId`.
+    pub fn instance(&self, id: &str) -> Option<Arc<Instance>> {
+        self.instances.iter().find(|i| i.id.eq_ignore_ascii_case(id)).cloned()
+    }
+
+    /// `UP` when any instance is available.
+    pub fn status(&self) -> &'static str {
+        if self.instances.iter().any(|i| i.available()) { "UP" } else { "DOWN" }
+    }
+}
+
+/// Every service, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    services: BTreeMap<String, Arc<Service>>,
+}
+
+impl Registry {
+    /// From checked definitions.
+    pub fn new(defs: Vec<ServiceDef>) -> Registry {
+        let services = defs
+            .into_iter()
+            .map(|def| {
+                let instances = def
+                    .instances
+                    .iter()
+                    .map(|base| {
+                        let host = base.host().unwrap_or("");
+                        let port = base.port_u16().unwrap_or(if base.scheme_str() == Some("http") { 80 } else { 443 });
+                        Arc::new(Instance {
+                            id: format!("{host}:{}:{port}", def.service_id),
+                            base: base.clone(),
+                            health: Mutex::new(Health { checked_up: true, ejected_until: None, failures: 0 }),
+                            requests: AtomicU64::new(0),
+                        })
+                    })
+                    .collect();
+                (def.service_id.clone(), Arc::new(Service { def, instances, next: AtomicUsize::new(0) }))
+            })
+            .collect();
+        Registry { services }
+    }
+
+    /// A service by id (case-insensitive).
+    pub fn get(&self, id: &str) -> Option<Arc<Service>> {
+        self.services.get(&id.to_lowercase()).cloned()
+    }
+
+    /// Every service.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.values()
+    }
+}
