@@ -32,8 +32,43 @@ pub enum Command {
     CachingService(InstanceArgs),
     /// Run the gateway of an instance (login, tokens, revocation honoured by every gateway).
     Gateway(InstanceArgs),
+    /// Run the distributor: the virtual address, spreading TCP connections over the gateways.
+    ///
+    /// Uses components.distributor of the base configuration (no haInstance): method, targets,
+    /// health checks, limits and the admin listener (JSON status, Prometheus metrics).
+    Distributor(ConfigArgs),
+    /// Show the distributor's targets (as NETSTAT VDPT does): role, state, connections, bytes.
+    ///
+    /// Asks the running distributor's admin listener (components.distributor.admin).
+    Status(StatusArgs),
     /// Run the built-in sample API service (an upstream for demos, tests and benchmarks).
     SampleService(SampleArgs),
+    /// Run the whole system from one zowe.yaml: caching service, gateways, sample service and
+    /// distributor as supervised child processes (default: the embedded examples/zowe.yaml).
+    Up {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// A command that only needs the configuration.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// `plexgate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration (names the admin listener).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the status document as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `plexgate sample-service`.

@@ -462,6 +462,53 @@ async fn revisions_wake_on_writes_of_another_instance() {
     tokio::time::timeout(Duration::from_secs(3), rx.changed()).await.expect("the watch closes when the storage is dropped").unwrap_err();
 }
 
+/// What a promoted replica that missed the last change looks like, made by hand: the
+/// revision went back, and the lost revision's number is never given to another change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_changes_are_never_mistaken_for_new_ones() {
+    if !redis_available() {
+        return;
+    }
+    let redis = Server::start();
+    let s = open(redis.port, limits(100, EvictionStrategy::Reject)).await;
+    for k in ["a", "b", "c"] {
+        s.map_put("ns", "m", k, "v").await.unwrap();
+    }
+    let mut rx = s.revisions();
+    assert_eq!(*rx.borrow_and_update(), 3);
+    // Lose revision 3 (the put of "c").
+    let mut c = redis.conn().await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("plexgate:rev")
+        .arg(2)
+        .cmd("XDEL")
+        .arg("plexgate:feed")
+        .arg("3-0")
+        .cmd("HDEL")
+        .arg(format!("plexgate:map:{}:{}", hex("ns"), hex("m")))
+        .arg("c")
+        .cmd("DECR")
+        .arg("plexgate:count")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // Subscribers wake, and one that saw revision 3 is told to take a new snapshot.
+    tokio::time::timeout(Duration::from_secs(3), rx.wait_for(|r| *r == 2)).await.expect("the watch follows Redis down").unwrap();
+    assert!(matches!(s.since(3, 10).await.unwrap(), Since::TooOld));
+    // The next change is revision 4, not a second revision 3...
+    s.map_put("ns", "m", "d", "v").await.unwrap();
+    let Since::Changes(after2) = s.since(2, 10).await.unwrap() else { panic!("too old") };
+    assert_eq!(after2.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![4]);
+    // ...so a subscriber at the lost revision 3 still gets a new snapshot rather than "nothing new".
+    assert!(matches!(s.since(3, 10).await.unwrap(), Since::TooOld));
+    assert_eq!(s.snapshot("ns", &["m".to_owned()]).await.unwrap().revision, 4);
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_run_answers_unavailable_and_recovers_on_restart() {
     if !redis_available() {

@@ -44,6 +44,8 @@ pub struct Config {
     pub distributor: DistributorConfig,
     /// z/OSMF, when configured.
     pub zosmf: Option<ZosmfConfig>,
+    /// Ports of the built-in sample service's instances (empty: not run).
+    pub sample_service_ports: Vec<u16>,
 }
 
 /// `zowe.verifyCertificates`.

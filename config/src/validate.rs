@@ -196,6 +196,12 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
     };
     let distributor = distributor::check(ctx, &y.components.distributor, &instances, &first_domain, external_port);
     let zosmf = zosmf(ctx, y.zosmf.as_ref(), gateway.auth_provider);
+    let sample = &y.components.sample_service;
+    let sample_service_ports = if sample.enabled {
+        sample.ports.iter().enumerate().map(|(i, p)| ctx.port(&format!("components.sample-service.ports.{i}"), *p)).collect()
+    } else {
+        Vec::new()
+    };
 
     Config {
         source: ctx.doc.name().to_owned(),
@@ -212,6 +218,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         caching_service_urls,
         distributor,
         zosmf,
+        sample_service_ports,
     }
 }
 

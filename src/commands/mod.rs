@@ -2,8 +2,11 @@
 
 mod caching_service;
 mod config;
+mod distributor;
 mod gateway;
+mod status;
 mod sample_service;
+mod up;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +35,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(UsersCommand::Add { config, name, admin }) => users::add(&config, &name, admin),
         Command::CachingService(args) => caching_service::run(&args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Distributor(args) => distributor::run(&args),
+        Command::Status(args) => status::run(&args),
         Command::SampleService(args) => sample_service::run(&args),
+        Command::Up { config } => up::run(&config),
     }
 }
 

@@ -131,6 +131,11 @@ pub fn spki_pem(cert_pem: &Path) -> String {
     pem
 }
 
+/// The certificates of a PEM file as a JWS `x5c` header carries them (standard base64 DER).
+pub fn x5c(cert_pem: &Path) -> Vec<String> {
+    CertificateDer::pem_file_iter(cert_pem).expect("read certificate").map(|c| STANDARD.encode(c.expect("certificate PEM"))).collect()
+}
+
 /// The `kid` plexgate documents for a key: base64url of the SHA-256 of its SubjectPublicKeyInfo.
 pub fn kid_of(cert_pem: &Path) -> String {
     b64(Sha256::digest(spki_der(cert_pem)))

@@ -62,6 +62,19 @@ pub struct Components {
     pub caching_service: CachingService,
     /// `components.distributor`: our own section.
     pub distributor: Distributor,
+    /// `components.sample-service`: our own; the built-in sample API service `plexgate up` runs.
+    #[serde(rename = "sample-service")]
+    pub sample_service: SampleService,
+}
+
+/// `components.sample-service`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SampleService {
+    /// Whether `plexgate up` runs it (and routes `/sample/api/v1/**` to it).
+    pub enabled: bool,
+    /// One instance per port, on 127.0.0.1.
+    pub ports: Vec<i64>,
 }
 
 /// `components.gateway`.

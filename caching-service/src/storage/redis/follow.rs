@@ -14,6 +14,7 @@
 //! (it is aborted then).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
@@ -29,7 +30,7 @@ const BLOCK: Duration = Duration::from_secs(1);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// Follows the feed until aborted.
-pub(super) async fn run(link: Arc<Link>, revision: Arc<watch::Sender<u64>>, timeout: Duration) {
+pub(super) async fn run(link: Arc<Link>, revision: Arc<Revisions>, timeout: Duration) {
     let mut pause = BACKOFF.0;
     let mut down = false;
     loop {
@@ -59,9 +60,9 @@ pub(super) async fn run(link: Arc<Link>, revision: Arc<watch::Sender<u64>>, time
 }
 
 /// Follows on one connection; returns `Ok` when the link moved to another master.
-async fn follow(link: &Link, generation: u64, mut conn: MultiplexedConnection, revision: &watch::Sender<u64>) -> RedisResult<()> {
+async fn follow(link: &Link, generation: u64, mut conn: MultiplexedConnection, revision: &Revisions) -> RedisResult<()> {
     let mut last: u64 = ::redis::cmd("GET").arg(REV).query_async::<Option<u64>>(&mut conn).await?.unwrap_or(0);
-    publish(revision, last);
+    revision.set(last);
     loop {
         if link.generation() != generation && link.uses_sentinel() {
             return Ok(());
@@ -77,15 +78,57 @@ async fn follow(link: &Link, generation: u64, mut conn: MultiplexedConnection, r
             .query_async(&mut conn)
             .await?;
         last = ::redis::cmd("GET").arg(REV).query_async::<Option<u64>>(&mut conn).await?.unwrap_or(0);
-        publish(revision, last);
+        revision.set(last);
     }
 }
 
-/// Sets the watch to exactly `rev` (down too: subscribers then find out they are ahead).
-fn publish(revision: &watch::Sender<u64>, rev: u64) {
-    revision.send_if_modified(|r| {
-        let changed = *r != rev;
-        *r = rev;
-        changed
-    });
+/// The revision as this process knows it: the watch subscribers wait on, and the highest
+/// revision ever seen (the floor of new revisions, see the scripts).
+pub(super) struct Revisions {
+    watch: watch::Sender<u64>,
+    highest: AtomicU64,
+}
+
+impl Revisions {
+    pub(super) fn new() -> Revisions {
+        Revisions { watch: watch::channel(0).0, highest: AtomicU64::new(0) }
+    }
+
+    pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.watch.subscribe()
+    }
+
+    /// The highest revision seen.
+    pub(super) fn highest(&self) -> u64 {
+        self.highest.load(Ordering::SeqCst)
+    }
+
+    /// `rev` was seen (in a reply).
+    pub(super) fn saw(&self, rev: u64) {
+        self.highest.fetch_max(rev, Ordering::SeqCst);
+    }
+
+    /// A write of this process made `rev`: raises the watch to it (never lowers it, as writes
+    /// finish in any order).
+    pub(super) fn raise(&self, rev: u64) {
+        self.saw(rev);
+        self.watch.send_if_modified(|r| {
+            let newer = rev > *r;
+            if newer {
+                *r = rev;
+            }
+            newer
+        });
+    }
+
+    /// Redis says the last revision is `rev`: the watch takes exactly that, down too, so
+    /// subscribers ahead of it find out (and take a new snapshot).
+    fn set(&self, rev: u64) {
+        self.saw(rev);
+        self.watch.send_if_modified(|r| {
+            let changed = *r != rev;
+            *r = rev;
+            changed
+        });
+    }
 }

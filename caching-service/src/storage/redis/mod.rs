@@ -80,6 +80,7 @@ use async_trait::async_trait;
 use plexgate_config::{Certificates, EvictionStrategy, RedisConfig};
 use tokio::sync::watch;
 
+use self::follow::Revisions;
 use self::link::{Conn, Link};
 use self::scripts::{AGE, COUNT, FEED, REV, SCRIPTS, SEQ};
 use super::{Change, Entry, Limits, MapEntries, Op, Since, Snapshot, Storage, now_millis};
@@ -97,7 +98,7 @@ pub struct RedisStorage {
     link: Arc<Link>,
     limits: Limits,
     timeout: Duration,
-    revision: Arc<watch::Sender<u64>>,
+    revision: Arc<Revisions>,
     /// Connected replicas as last seen: (when, link generation, count).
     replicas: Mutex<Option<(Instant, u64, usize)>>,
     /// The revision follower and (with Sentinel) the master watch.
@@ -161,8 +162,7 @@ impl RedisStorage {
     pub async fn connect(c: &RedisConfig, certs: &Certificates, limits: Limits) -> Result<RedisStorage, CacheError> {
         let link = Arc::new(Link::new(c, certs)?);
         let limits = Limits { feed_retention: limits.feed_retention.max(1), ..limits };
-        let (tx, _) = watch::channel(0);
-        let revision = Arc::new(tx);
+        let revision = Arc::new(Revisions::new());
         let storage = RedisStorage {
             link: link.clone(),
             limits,
@@ -178,7 +178,7 @@ impl RedisStorage {
         let probe = tokio::time::timeout(PROBE.min(c.timeout), storage.current_revision()).await;
         match probe {
             Ok(Ok(rev)) => {
-                storage.publish(rev);
+                storage.revision.raise(rev);
                 tracing::info!(target = %link.target, revision = rev, "redis storage connected");
             }
             Ok(Err(e)) => tracing::warn!(target = %link.target, error = %e, "redis is not reachable yet; requests answer 503 until it is"),
@@ -246,13 +246,14 @@ impl RedisStorage {
             EvictionStrategy::Reject => "reject",
             EvictionStrategy::RemoveOldest => "removeOldest",
         };
-        let (size, retain) = (self.limits.size.to_string(), self.limits.feed_retention.to_string());
+        let (size, retain, floor) =
+            (self.limits.size.to_string(), self.limits.feed_retention.to_string(), self.revision.highest().to_string());
         let mut inv = script.key(COUNT);
         inv.key(SEQ).key(REV).key(FEED).key(AGE);
         for k in keys {
             inv.key(k);
         }
-        inv.arg(size).arg(evict).arg(retain);
+        inv.arg(size).arg(evict).arg(retain).arg(floor);
         for a in args {
             inv.arg(*a);
         }
@@ -264,20 +265,9 @@ impl RedisStorage {
         Ok((outcome, conn))
     }
 
-    /// Raises the watch to `rev` (never lowers it: the follower does, when Redis says so).
-    fn publish(&self, rev: u64) {
-        self.revision.send_if_modified(|r| {
-            let newer = rev > *r;
-            if newer {
-                *r = rev;
-            }
-            newer
-        });
-    }
-
     /// After a map write: publish its revision, and give a replica the chance to have it.
     async fn after_map_write(&self, rev: u64, conn: &mut Conn) {
-        self.publish(rev);
+        self.revision.raise(rev);
         if self.replica_count(conn).await == 0 {
             return;
         }
@@ -505,15 +495,17 @@ impl Storage for RedisStorage {
             return Err(bad_reply("snapshot", &reply));
         }
         let revision = int(rev)?;
+        self.revision.saw(revision);
         let maps = maps.iter().zip(entries).map(|(m, e)| Ok((m.clone(), pairs(e)?))).collect::<Result<_, CacheError>>()?;
         Ok(Snapshot { revision, maps })
     }
 
     async fn since(&self, revision: u64, limit: usize) -> Result<Since, CacheError> {
-        let (after, count, from) = (revision.to_string(), limit.max(1).to_string(), format!("{}-0", revision.saturating_add(1)));
+        let (after, count, from, at) =
+            (revision.to_string(), limit.max(1).to_string(), format!("{}-0", revision.saturating_add(1)), format!("{revision}-0"));
         let reply = {
             let mut inv = SCRIPTS.since.key(REV);
-            inv.key(FEED).arg(after).arg(count).arg(from);
+            inv.key(FEED).arg(after).arg(count).arg(from).arg(at);
             self.run::<Value>("since", Retry::Safe, inv).await?
         };
         let items = array(&reply)?;
@@ -524,6 +516,9 @@ impl Storage for RedisStorage {
             [_, entries] => {
                 let mut out = array(entries)?.iter().map(change).collect::<Result<Vec<_>, _>>()?;
                 out.truncate(limit);
+                if let Some(c) = out.last() {
+                    self.revision.saw(c.revision);
+                }
                 Ok(Since::Changes(out))
             }
             _ => Err(bad_reply("since", &reply)),

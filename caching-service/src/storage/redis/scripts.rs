@@ -68,11 +68,12 @@ pub(super) fn maps(ns: &str) -> String {
     format!("{PREFIX}maps:{}", hex(ns))
 }
 
-/// Shared head of the write scripts. KEYS[1..5] = count, seq, rev, feed, age; ARGV[1..3] =
-/// size, eviction strategy, feed retention.
+/// Shared head of the write scripts. KEYS[1..5] = count, seq, rev, feed, age; ARGV[1..4] =
+/// size, eviction strategy, feed retention, revision floor (the highest revision the calling
+/// process has seen).
 const HEAD: &str = r#"
 local count_key, seq_key, rev_key, feed_key, age_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local size, evict, retain = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local size, evict, retain, floor = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 
 -- Room for one more entry: true, or false when full. Evicts at most the one oldest /cache
 -- entry, never a map entry.
@@ -89,9 +90,15 @@ local function make_room()
   return true
 end
 
--- Appends one change to the feed; returns its revision.
+-- Appends one change to the feed; returns its revision. Never one at or below the floor: after
+-- a failover lost changes, their numbers are skipped rather than given to other changes, so a
+-- subscriber that saw a lost change cannot mistake a new one for it.
 local function record(ns, map, op, key, value)
   local rev = redis.call('INCR', rev_key)
+  if rev <= floor then
+    rev = floor + 1
+    redis.call('SET', rev_key, string.format('%d', rev))
+  end
   local id = string.format('%d-0', rev)
   if value then
     redis.call('XADD', feed_key, 'MAXLEN', '~', retain, id, 'n', ns, 'm', map, 'o', op, 'k', key, 'v', value)
@@ -102,40 +109,40 @@ local function record(ns, map, op, key, value)
 end
 "#;
 
-/// KEYS[6] = kv hash; ARGV[4..7] = key, value, created millis, age member.
+/// KEYS[6] = kv hash; ARGV[5..8] = key, value, created millis, age member.
 const CREATE: &str = r#"
-if redis.call('HEXISTS', KEYS[6], ARGV[4]) == 1 then return {'conflict', 0, 0} end
+if redis.call('HEXISTS', KEYS[6], ARGV[5]) == 1 then return {'conflict', 0, 0} end
 if not make_room() then return {'full', 0, 0} end
 local seq = redis.call('INCR', seq_key)
 redis.call('INCR', count_key)
-redis.call('HSET', KEYS[6], ARGV[4], ARGV[6] .. ':' .. ARGV[5])
-redis.call('ZADD', age_key, seq, ARGV[7])
+redis.call('HSET', KEYS[6], ARGV[5], ARGV[7] .. ':' .. ARGV[6])
+redis.call('ZADD', age_key, seq, ARGV[8])
 return {'ok', 0, 1}
 "#;
 
-/// KEYS[6] = kv hash; ARGV[4..5] = key, value. Keeps the creation time and age.
+/// KEYS[6] = kv hash; ARGV[5..6] = key, value. Keeps the creation time and age.
 const UPDATE: &str = r#"
-local old = redis.call('HGET', KEYS[6], ARGV[4])
+local old = redis.call('HGET', KEYS[6], ARGV[5])
 if not old then return {'notfound', 0, 0} end
 local at = string.find(old, ':', 1, true)
-redis.call('HSET', KEYS[6], ARGV[4], string.sub(old, 1, at) .. ARGV[5])
+redis.call('HSET', KEYS[6], ARGV[5], string.sub(old, 1, at) .. ARGV[6])
 return {'ok', 0, 1}
 "#;
 
-/// KEYS[6] = kv hash; ARGV[4..5] = key, age member.
+/// KEYS[6] = kv hash; ARGV[5..6] = key, age member.
 const DELETE: &str = r#"
-if redis.call('HDEL', KEYS[6], ARGV[4]) == 0 then return {'notfound', 0, 0} end
-redis.call('ZREM', age_key, ARGV[5])
+if redis.call('HDEL', KEYS[6], ARGV[5]) == 0 then return {'notfound', 0, 0} end
+redis.call('ZREM', age_key, ARGV[6])
 redis.call('DECR', count_key)
 return {'ok', 0, 1}
 "#;
 
-/// KEYS[6] = kv hash; ARGV[4] = hex namespace.
+/// KEYS[6] = kv hash; ARGV[5] = hex namespace.
 const CLEAR: &str = r#"
 local keys = redis.call('HKEYS', KEYS[6])
 local batch = {}
 for _, k in ipairs(keys) do
-  batch[#batch + 1] = ARGV[4] .. ':' .. k
+  batch[#batch + 1] = ARGV[5] .. ':' .. k
   if #batch == 500 then
     redis.call('ZREM', age_key, unpack(batch))
     batch = {}
@@ -149,28 +156,28 @@ end
 return {'ok', 0, #keys}
 "#;
 
-/// KEYS[6..7] = map hash, map-name set; ARGV[4..8] = namespace, map, hex map, key, value.
+/// KEYS[6..7] = map hash, map-name set; ARGV[5..9] = namespace, map, hex map, key, value.
 const MAP_PUT: &str = r#"
-if redis.call('HEXISTS', KEYS[6], ARGV[7]) == 0 then
+if redis.call('HEXISTS', KEYS[6], ARGV[8]) == 0 then
   if not make_room() then return {'full', 0, 0} end
   redis.call('INCR', count_key)
 end
-redis.call('HSET', KEYS[6], ARGV[7], ARGV[8])
-redis.call('SADD', KEYS[7], ARGV[6])
-return {'ok', record(ARGV[4], ARGV[5], 'put', ARGV[7], ARGV[8]), 1}
+redis.call('HSET', KEYS[6], ARGV[8], ARGV[9])
+redis.call('SADD', KEYS[7], ARGV[7])
+return {'ok', record(ARGV[5], ARGV[6], 'put', ARGV[8], ARGV[9]), 1}
 "#;
 
-/// KEYS[6..7] = map hash, map-name set; ARGV[4..6] = namespace, map, hex map; ARGV[7..] = keys.
+/// KEYS[6..7] = map hash, map-name set; ARGV[5..7] = namespace, map, hex map; ARGV[8..] = keys.
 const MAP_REMOVE: &str = r#"
 local removed, rev = 0, 0
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   if redis.call('HDEL', KEYS[6], ARGV[i]) == 1 then
     removed = removed + 1
-    rev = record(ARGV[4], ARGV[5], 'delete', ARGV[i], nil)
+    rev = record(ARGV[5], ARGV[6], 'delete', ARGV[i], nil)
   end
 end
 if removed > 0 then redis.call('DECRBY', count_key, removed) end
-if redis.call('EXISTS', KEYS[6]) == 0 then redis.call('SREM', KEYS[7], ARGV[6]) end
+if redis.call('EXISTS', KEYS[6]) == 0 then redis.call('SREM', KEYS[7], ARGV[7]) end
 return {'ok', rev, removed}
 "#;
 
@@ -191,8 +198,8 @@ for i = 2, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
 return out
 "#;
 
-/// KEYS[1..2] = rev, feed; ARGV[1..3] = after, limit, first wanted id. Returns `[0]` (nothing
-/// new), `[1]` (too old) or `[0, entries]`.
+/// KEYS[1..2] = rev, feed; ARGV[1..4] = after, limit, first wanted id, id of `after`. Returns
+/// `[0]` (nothing new), `[1]` (too old) or `[0, entries]`.
 const SINCE: &str = r#"
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local after = tonumber(ARGV[1])
@@ -202,7 +209,11 @@ if after > last then return {1} end
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #first == 0 then return {1} end
 local id = first[1][1]
-if tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1)) > after + 1 then return {1} end
+local first_rev = tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
+if first_rev > after + 1 then return {1} end
+-- Within the log, `after` itself must be there: if not, it was lost in a failover (its number
+-- skipped since) and what the subscriber holds is not what Redis holds.
+if first_rev <= after and #redis.call('XRANGE', KEYS[2], ARGV[4], ARGV[4]) == 0 then return {1} end
 return {0, redis.call('XRANGE', KEYS[2], ARGV[3], '+', 'COUNT', ARGV[2])}
 "#;
 

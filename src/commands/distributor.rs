@@ -1,0 +1,26 @@
+//! `plexgate distributor`: runs until SIGTERM or Ctrl-C, drains, and exits 0.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use plexgate_distributor::Distributor;
+
+use super::{load, runtime, stop_signal};
+use crate::cli::ConfigArgs;
+
+/// Runs the distributor of the base configuration.
+pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.config, None)?.config;
+    if !config.distributor.enabled {
+        bail!("the distributor is disabled (components.distributor.enabled: false)");
+    }
+    // Two sockets per forwarded connection: the default soft limit would cap it early.
+    let open_files = plexgate_distributor::limits::raise_open_files();
+    tracing::info!(open_files = ?open_files, "open-files limit");
+    runtime()?.block_on(async {
+        let distributor = Distributor::bind(&config).await?;
+        distributor.serve(stop_signal()).await?;
+        tracing::info!("distributor stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
