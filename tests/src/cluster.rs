@@ -139,3 +139,42 @@ impl Cluster {
 pub fn token_from(r: &Response) -> Option<String> {
     r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| v.strip_prefix("apimlAuthenticationToken=").map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
 }
+
+/// A `plexgate sample-service` instance on a free port.
+pub struct Sample {
+    /// Its port.
+    pub port: u16,
+    /// Its instance id.
+    pub id: String,
+    /// The process.
+    pub proc: Proc,
+}
+
+impl Cluster {
+    /// Starts a sample service instance (HTTPS with the workspace certificates) and waits until it answers.
+    pub fn start_sample(&self, id: &str) -> Sample {
+        self.start_sample_on(id, free_port())
+    }
+
+    /// Starts a sample service instance on `port`.
+    pub fn start_sample_on(&self, id: &str, port: u16) -> Sample {
+        let proc = self.ws.spawn(&format!("sample-{id}"), &["sample-service", "-c", "zowe.yaml", "--port", &port.to_string(), "--id", id]);
+        let url = format!("https://127.0.0.1:{port}/application/health");
+        assert_eventually!(Duration::from_secs(20), self.http.get(&url).send().is_ok_and(|r| r.status() == 200), "sample {id} up\n{}", proc.logs());
+        Sample { port, id: id.to_owned(), proc }
+    }
+
+    /// Writes a static definition file into the default definitions directory.
+    pub fn define(&self, file: &str, yaml: &str) {
+        self.ws.write(&format!("workspace/api-mediation/api-defs/{file}"), yaml);
+    }
+}
+
+/// A definition of service `id` over `ports`, routed at `api/v1` to `/sample/api/v1`.
+pub fn sample_definition(id: &str, ports: &[u16], scheme: &str) -> String {
+    let urls: Vec<String> = ports.iter().map(|p| format!("https://127.0.0.1:{p}/")).collect();
+    format!(
+        "services:\n  - serviceId: {id}\n    title: Sample {id}\n    instanceBaseUrls: [{}]\n    healthCheckRelativeUrl: /application/health\n    routes:\n      - gatewayUrl: api/v1\n        serviceRelativeUrl: /sample/api/v1\n    authentication:\n      scheme: {scheme}\n",
+        urls.join(", ")
+    )
+}

@@ -42,3 +42,22 @@ pub fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::blocking:
 pub fn encode(segment: &str) -> String {
     segment.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
+
+/// Sends `request` (raw HTTP/1.1 bytes, exactly as given: no client-side path normalisation)
+/// over TLS to 127.0.0.1:`port`; returns the whole answer as text.
+pub fn raw_request(ca: &Path, port: u16, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let config = std::sync::Arc::new({
+        let mut c = tls_config(ca, None);
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c
+    });
+    let mut conn = rustls::ClientConnection::new(config, "127.0.0.1".try_into().expect("server name")).expect("TLS client");
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(request).expect("send");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -315,7 +315,7 @@ fn forgeries(f: &Forger, m: &Material, claims: &Value, invalid: &'static str) ->
     // Encoding and structure.
     // Parts whose length needs padding, so that the standard encoding always reads differently.
     let mut padded = claims.clone();
-    while padded.to_string().len() % 3 == 0 {
+    while padded.to_string().len().is_multiple_of(3) {
         padded["jti"] = json!(format!("{}x", padded["jti"].as_str().expect("jti")));
     }
     let padded = f.token(&padded);

@@ -70,7 +70,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
         Err(e) => return (Err(e), sid, None, user),
     };
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
-    let headers = upstream_headers(&parts.headers, addr, token.as_deref());
+    let headers = upstream_headers(&parts.headers, parts.uri.authority().map(|a| a.as_str()), addr, token.as_deref());
     let attempts = (g.routes.config.retries as usize + 1).min(candidates.len().max(1));
     let mut last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
     let mut body_slot = Some(replayable);
@@ -218,7 +218,7 @@ const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "p
 
 /// The headers the instance gets: hop-by-hop and client-sent `X-Certificate-*` removed,
 /// `X-Forwarded-*` and `Forwarded` set, the token passed on as cookie and Bearer.
-fn upstream_headers(incoming: &HeaderMap, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
+fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
     let listed: Vec<String> = incoming.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|s| s.trim().to_ascii_lowercase()).collect();
     let mut out = HeaderMap::with_capacity(incoming.len() + 4);
     for (k, v) in incoming {
@@ -228,7 +228,8 @@ fn upstream_headers(incoming: &HeaderMap, addr: ClientAddr, token: Option<&str>)
         }
         out.append(k.clone(), v.clone());
     }
-    let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    // HTTP/1.1 sends Host; HTTP/2 sends :authority instead.
+    let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).or(authority).unwrap_or("").to_owned();
     let client = addr.0.to_string();
     let xff = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {client}"),

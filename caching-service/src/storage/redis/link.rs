@@ -8,7 +8,9 @@
 //!   with, which after a failover is a dead host or a read-only replica. So the link holds one
 //!   plain multiplexed connection to the master Sentinel named, and drops it on any sign that
 //!   it no longer talks to a writable master (I/O error, timeout, `READONLY`, `MASTERDOWN`,
-//!   `LOADING`); the next operation asks Sentinel again.
+//!   `LOADING`, `NOREPLICAS`); the next operation asks Sentinel again. A master that Sentinel
+//!   replaced while it stayed up answers normally, so [`watch_sentinel`] also asks Sentinel
+//!   every second which node is the master, and drops the connection when it names another.
 //!
 //! Every replacement bumps a generation number, so the revision follower (which holds its own
 //! connection for `XREAD BLOCK`) can tell that the master changed and follow it.
@@ -40,7 +42,7 @@ enum Source {
     Direct { client: Client, manager: RwLock<ConnectionManager>, config: ConnectionManagerConfig },
     /// The master a Sentinel group names.
     Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelState>,
+        sentinel: Box<tokio::sync::Mutex<SentinelState>>,
         current: Mutex<Option<(MultiplexedConnection, Address)>>,
         config: AsyncConnectionConfig,
         /// The master's name in Sentinel.
@@ -174,7 +176,7 @@ impl Link {
             let config = AsyncConnectionConfig::new().set_connection_timeout(Some(c.timeout)).set_response_timeout(Some(c.timeout));
             return Ok(Link {
                 source: Source::Sentinel {
-                    sentinel: tokio::sync::Mutex::new(SentinelState { client, failed: None }),
+                    sentinel: Box::new(tokio::sync::Mutex::new(SentinelState { client, failed: None })),
                     current: Mutex::new(None),
                     name: s.master_instance.clone(),
                     config,

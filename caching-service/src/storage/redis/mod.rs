@@ -26,49 +26,72 @@
 //! Cluster is not supported; a single master, with replicas and Sentinel, is.
 //!
 //! `snapshot` reads the maps and `plexgate:rev` in one read-only script, so the revision is
-//! exactly the one the maps are at. `since(R)` reads the stream from `R+1`; it answers
-//! [`Since::TooOld`] when the stream's first entry is past `R+1`, and also when `R` is past
-//! the last revision: that happens only when Redis lost changes (below) or was flushed, and a
-//! fresh snapshot is then the only correct answer.
+//! exactly the one the maps are at. `since(R)` reads the stream from `R+1`, in the same
+//! script as `plexgate:rev`; it answers [`Since::TooOld`] as the embedded store does (the
+//! stream's first entry is past `R+1`), and in two cases the embedded store never meets: `R`
+//! is past the last revision, or `R` is within the stream but not in it. Both mean Redis lost
+//! changes the subscriber had seen (a failover, below, or a flush), and a fresh snapshot is
+//! then the only correct answer.
 //!
 //! # Connections and failures
 //!
 //! See [`link`]: a `ConnectionManager` without Sentinel; with Sentinel, a connection to the
-//! master Sentinel names, replaced (asking Sentinel again) when it fails or turns read-only.
-//! Redis unreachable at start is not an error: [`RedisStorage::connect`] logs a warning and
-//! the storage answers [`CacheError::Unavailable`] (503) until Redis answers, then recovers by
-//! itself; the same when Redis goes away later. Every operation is bounded by
-//! `storage.redis.timeout`. A failed read is retried once at once (it is safe to); a write is
-//! retried only after `READONLY` (it certainly did not happen), as a write whose connection
-//! broke may or may not have been applied.
+//! master Sentinel names, replaced (asking Sentinel again) when it fails or is refused as not
+//! a writable master (`READONLY`, `NOREPLICAS`, `MASTERDOWN`, `LOADING`), and when Sentinel,
+//! asked every second, names another master. Redis unreachable at start is not an error:
+//! [`RedisStorage::connect`] logs a warning and the storage answers [`CacheError::Unavailable`]
+//! (503) until Redis answers, then recovers by itself; the same when Redis goes away later.
+//! Every operation is bounded by `storage.redis.timeout`. An operation is sent a second time
+//! (within that bound) only when that is certainly right: after a refusal (the write did not
+//! happen), or after a broken connection when it is a read or a write that is harmless twice
+//! (`update`, `clear`); `create`, `delete`, `map_put` and `map_remove` whose connection broke
+//! answer 503, as they may or may not have been applied.
 //!
-//! The revision watch of [`Storage::revisions`] is kept current by [`follow`], so changes made
-//! by other caching services sharing this Redis wake this one's feed subscribers too.
+//! The revision watch of [`Storage::revisions`] is kept current by [`follow`] (`XREAD BLOCK`
+//! on the stream, see there why not a poll), so changes made by other caching services
+//! sharing this Redis wake this one's feed subscribers too.
 //!
-//! # What a master failover can lose
+//! # What a master failover can lose, and what is guaranteed
 //!
 //! Redis replicates asynchronously: the master acknowledges a write before any replica has
-//! it. If the master dies in that window and Sentinel promotes a replica, the write is gone
-//! although the client was told it succeeded, and the revision counter goes back with it
-//! (subscribers past the new last revision get [`Since::TooOld`] and take a new snapshot).
+//! it. Two ways an acknowledged write is lost when Sentinel promotes a replica:
 //!
-//! To bound that loss for revocations, after every map write that changed something
-//! (`map_put`, and `map_remove` that removed something) the storage sends `WAIT 1 <ms>` on the
-//! same connection when the master has at least one connected replica (checked with `ROLE`,
-//! at most once a second), with `<ms>` = half the timeout, at most 1000. What that gives:
+//! 1. The master dies (or is cut off) before a replica received the write.
+//! 2. Split brain: the old master is still up after the promotion (a manual `SENTINEL
+//!    failover`, a partition) and takes writes until clients move away or Sentinel demotes it
+//!    (Sentinel looks at it every 10 s); those writes are discarded when it resyncs as a
+//!    replica. This storage asks Sentinel every second and moves at once when it names a new
+//!    master, which bounds the window to about a second, not to zero.
 //!
-//! - `WAIT` answers 1 or more: a replica had the write when the client got its answer, so a
-//!   failover to that replica keeps it (a failover to another, lagging replica still may not;
-//!   Sentinel prefers the replica with the largest replication offset).
-//! - `WAIT` answers 0 in time (no replica caught up): the write still succeeds, a warning is
-//!   logged; it can be lost by a failover in the next moments.
-//! - No replica connected: no `WAIT`; nothing bounds the loss (there is nothing to fail over to
-//!   either, unless a replica joins).
-//! - `/cache` writes are never waited for; and `WAIT` is no transaction: a write that reached
-//!   no replica is not rolled back on the master.
+//! What the storage does about it:
+//!
+//! - After every map write that changed something (`map_put`, and `map_remove` that removed
+//!   something: revocations), it sends `WAIT 1 <ms>` on the same connection when the master
+//!   has at least one connected replica (from `ROLE`, read at most once a second), `<ms>` =
+//!   half the timeout, at most 1000. If `WAIT` answers 1 or more, a replica had the write
+//!   before the client got its answer, so case 1 cannot lose it when Sentinel promotes that
+//!   replica (with several replicas Sentinel prefers the one furthest ahead, but a lagging one
+//!   can still win). If it answers 0 (no replica caught up in time) the write still succeeds
+//!   and a warning is logged: it can be lost by a failover in the next moments. Without a
+//!   connected replica there is no `WAIT` and nothing bounds the loss. `/cache` writes are
+//!   never waited for. `WAIT` is no transaction: a write no replica has is not undone.
+//! - Lost revisions are never reused: a write script never gives a change a revision at or
+//!   below the highest this process has seen (its "floor"), so after a failover lost
+//!   revisions 21..23, the next change is 24, and a subscriber that applied a lost change is
+//!   told [`Since::TooOld`] and takes a new snapshot (which also drops the lost change from
+//!   its view). Not covered: a caching-service process that had not seen the lost revisions
+//!   (its follower was behind) may reuse their numbers.
+//!
+//! What operators should do for revocations that survive failovers: run at least one replica,
+//! and set `min-replicas-to-write 1` and `min-replicas-max-lag 10` on every Redis node (any may
+//! become master). A master then refuses writes (`NOREPLICAS`, which this storage treats like
+//! `READONLY`) while no replica follows it, which closes case 2 almost entirely (the master
+//! notices a replica gone within `min-replicas-max-lag`, at once when the connection closes)
+//! and most of case 1; the price is that writes fail (503) while no replica is connected.
 
 mod follow;
 mod link;
+mod reply;
 mod scripts;
 
 use std::collections::BTreeMap;
@@ -82,8 +105,9 @@ use tokio::sync::watch;
 
 use self::follow::Revisions;
 use self::link::{Conn, Link};
+use self::reply::{array, bad_reply, change, entry, int, pairs, text};
 use self::scripts::{AGE, COUNT, FEED, REV, SCRIPTS, SEQ};
-use super::{Change, Entry, Limits, MapEntries, Op, Since, Snapshot, Storage, now_millis};
+use super::{Entry, Limits, MapEntries, Since, Snapshot, Storage, now_millis};
 use crate::error::CacheError;
 
 /// How long a replica count read with `ROLE` is trusted.
@@ -163,7 +187,7 @@ impl RedisStorage {
         let link = Arc::new(Link::new(c, certs)?);
         let limits = Limits { feed_retention: limits.feed_retention.max(1), ..limits };
         let revision = Arc::new(Revisions::new());
-        let storage = RedisStorage {
+        let mut storage = RedisStorage {
             link: link.clone(),
             limits,
             timeout: c.timeout,
@@ -171,7 +195,6 @@ impl RedisStorage {
             replicas: Mutex::new(None),
             tasks: vec![tokio::spawn(follow::run(link.clone(), revision, c.timeout)).abort_handle()],
         };
-        let mut storage = storage;
         if link.uses_sentinel() {
             storage.tasks.push(tokio::spawn(link::watch_sentinel(link.clone())).abort_handle());
         }
@@ -233,7 +256,7 @@ impl RedisStorage {
     }
 
     /// Runs a write script: KEYS = the five shared keys then `keys`; ARGV = size, eviction,
-    /// retention then `args`.
+    /// retention, revision floor, then `args`.
     async fn write(
         &self,
         what: &str,
@@ -304,68 +327,6 @@ impl RedisStorage {
         *lock(&self.replicas) = Some((Instant::now(), generation, n));
         n
     }
-}
-
-fn bad_reply(what: &str, v: &Value) -> CacheError {
-    CacheError::Internal(format!("redis ({what}): unexpected reply {v:?}"))
-}
-
-fn text(v: &Value) -> Result<String, CacheError> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad_reply("text", v)),
-        Value::SimpleString(s) => Ok(s.clone()),
-        _ => Err(bad_reply("text", v)),
-    }
-}
-
-fn int(v: &Value) -> Result<u64, CacheError> {
-    match v {
-        Value::Int(i) => Ok((*i).max(0) as u64),
-        Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad_reply("number", v)),
-        _ => Err(bad_reply("number", v)),
-    }
-}
-
-fn array(v: &Value) -> Result<&[Value], CacheError> {
-    match v {
-        Value::Array(items) => Ok(items),
-        Value::Nil => Ok(&[]),
-        _ => Err(bad_reply("array", v)),
-    }
-}
-
-/// A flat `[k, v, k, v, ...]` reply (HGETALL in a script) as entries.
-fn pairs(v: &Value) -> Result<MapEntries, CacheError> {
-    array(v)?
-        .chunks(2)
-        .map(|kv| match kv {
-            [k, v] => Ok((text(k)?, text(v)?)),
-            _ => Err(bad_reply("pairs", v)),
-        })
-        .collect()
-}
-
-/// A `/cache` hash value: `<created millis>:<value>`.
-fn entry(key: String, stored: &str) -> Result<Entry, CacheError> {
-    let (created, value) = stored.split_once(':').ok_or_else(|| CacheError::Internal(format!("redis: corrupt entry of key '{key}'")))?;
-    let created = created.parse().map_err(|_| CacheError::Internal(format!("redis: corrupt entry of key '{key}'")))?;
-    Ok(Entry { key, value: value.to_owned(), created })
-}
-
-/// One feed stream entry `[id, [field, value, ...]]` as a change.
-fn change(v: &Value) -> Result<Change, CacheError> {
-    let [id, fields] = array(v)? else { return Err(bad_reply("feed entry", v)) };
-    let id = text(id)?;
-    let revision = id.split_once('-').and_then(|(r, _)| r.parse().ok()).ok_or_else(|| bad_reply("feed id", v))?;
-    let mut f = pairs(fields)?;
-    let mut take = |name: &str| f.remove(name).ok_or_else(|| bad_reply("feed entry", v));
-    let (namespace, map, op, key) = (take("n")?, take("m")?, take("o")?, take("k")?);
-    let op = match op.as_str() {
-        "put" => Op::Put { key, value: take("v")? },
-        "delete" => Op::Delete { key },
-        _ => return Err(bad_reply("feed op", v)),
-    };
-    Ok(Change { revision, namespace, map, op })
 }
 
 fn outcome_error(o: &Outcome, key: &str) -> Option<CacheError> {

@@ -1,0 +1,272 @@
+//! The distributor as a real process: in front of real gateway processes for the methods
+//! and failover (the health check is the gateways' own HTTPS health endpoint), and in front
+//! of small real backends for its own limits (idle timeout, thousands of connections, PROXY
+//! headers, drain). Every connection is a real TCP + TLS connection through the virtual
+//! address; the `instance` in the health answer tells which target it reached.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use plexgate_tests::cluster::{Cluster, ClusterSetup};
+use plexgate_tests::distributor::{Backend, Conn, Dist, HoldServer, NO_GATEWAYS_YAML, instance_via, spread, tls_client};
+use plexgate_tests::{Workspace, assert_eventually};
+
+/// Checks every 100 ms; one failure marks a target down, two successes up again.
+const FAST_HEALTH: &str = "    healthCheck: {interval: 100ms, timeout: 500ms, unhealthyThreshold: 1, healthyThreshold: 2}\n";
+
+fn cluster() -> (Cluster, String) {
+    let c = Cluster::start(ClusterSetup::default());
+    let base = std::fs::read_to_string(&c.config).expect("cluster zowe.yaml");
+    (c, base)
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[test]
+fn hot_standby_fails_over_and_switches_back_only_with_auto_switch_back() {
+    let (mut c, base) = cluster();
+    let tls = tls_client(&c.ws);
+    let back = Dist::start(&c.ws, &base, "dist-back", &format!("    method: hotStandby\n    autoSwitchBack: true\n{FAST_HEALTH}"));
+    let stay = Dist::start(&c.ws, &base, "dist-stay", &format!("    method: hotStandby\n    autoSwitchBack: false\n{FAST_HEALTH}"));
+    for d in [&back, &stay] {
+        d.wait_state("g1", "up", Duration::from_secs(5));
+        d.wait_state("g2", "up", Duration::from_secs(5));
+        assert_eq!(spread(d.port, &tls, 20), (counts(&[("g1", 20)]), vec![]), "all new connections on the preferred target");
+    }
+
+    // The preferred gateway dies: every new connection still succeeds, on the backup.
+    c.gateways[0] = None;
+    let killed = Instant::now();
+    for d in [&back, &stay] {
+        assert_eq!(spread(d.port, &tls, 50), (counts(&[("g2", 50)]), vec![]));
+        d.wait_state("g1", "down", Duration::from_secs(3));
+    }
+    eprintln!("g1 down in both distributors {:?} after the kill", killed.elapsed());
+    let mut on_backup = Conn::open(back.port, &tls).expect("connection during the outage");
+    assert_eq!(on_backup.instance().unwrap(), "g2");
+
+    // It comes back: with autoSwitchBack new connections return to it, without they stay.
+    c.start_gateway(0);
+    let restarted = Instant::now();
+    assert_eventually!(Duration::from_secs(5), instance_via(back.port, &tls).as_deref() == Ok("g1"), "autoSwitchBack: back to g1\n{}", back.proc.logs());
+    eprintln!("autoSwitchBack: new connections on g1 {:?} after it reported UP", restarted.elapsed());
+    assert_eq!(spread(back.port, &tls, 20), (counts(&[("g1", 20)]), vec![]));
+    assert_eq!(on_backup.instance().unwrap(), "g2", "an existing connection is not moved by the switch");
+    assert_eq!(back.status().unwrap()["current"], "g1");
+
+    stay.wait_state("g1", "up", Duration::from_secs(5));
+    assert_eq!(spread(stay.port, &tls, 50), (counts(&[("g2", 50)]), vec![]), "without autoSwitchBack new connections stay on the backup");
+    assert_eq!(stay.status().unwrap()["current"], "g2");
+}
+
+#[test]
+fn a_failed_connect_falls_through_to_the_next_target_before_any_health_check_notices() {
+    let (mut c, base) = cluster();
+    let tls = tls_client(&c.ws);
+    // Checks so rare that none runs during the test after the first ones.
+    let d = Dist::start(&c.ws, &base, "dist", "    method: hotStandby\n    healthCheck: {interval: 1h, timeout: 1s}\n");
+    d.wait_state("g1", "up", Duration::from_secs(5));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    c.gateways[0] = None;
+    assert_eq!(spread(d.port, &tls, 200), (counts(&[("g2", 200)]), vec![]), "no client sees a refused connection");
+    let g1 = d.target("g1");
+    assert_eq!(g1["state"], "suspect", "marked by the failed connect: {g1}");
+    assert_eq!(g1["last_check"]["ok"], true, "the active check has not run since: {g1}");
+    assert!(d.metrics().contains("plexgate_distributor_connect_failures_total{target=\"g1\"} 1"), "{}", d.metrics());
+}
+
+#[test]
+fn round_robin_and_weighted_spread_connections_in_the_configured_shares() {
+    let (c, base) = cluster();
+    let tls = tls_client(&c.ws);
+    let n = 2000;
+    let within = |got: usize, share: f64| ((got as f64) - share * n as f64).abs() <= 0.05 * share * n as f64;
+
+    let rr = Dist::start(&c.ws, &base, "dist-rr", &format!("    method: roundRobin\n{FAST_HEALTH}"));
+    rr.wait_state("g2", "up", Duration::from_secs(5));
+    let started = Instant::now();
+    let (got, errors) = spread(rr.port, &tls, n);
+    eprintln!("roundRobin: {n} TLS connections in {:?}: {got:?}", started.elapsed());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(within(got["g1"], 0.5) && within(got["g2"], 0.5), "{got:?}");
+    drop(rr);
+
+    let weighted = "    method: weighted\n    targets:\n      - {instance: g1, weight: 3}\n      - {instance: g2, weight: 1}\n";
+    let w = Dist::start(&c.ws, &base, "dist-w", &format!("{weighted}{FAST_HEALTH}"));
+    w.wait_state("g2", "up", Duration::from_secs(5));
+    let started = Instant::now();
+    let (got, errors) = spread(w.port, &tls, n);
+    eprintln!("weighted 3:1: {n} TLS connections in {:?}: {got:?}", started.elapsed());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(within(got["g1"], 0.75) && within(got["g2"], 0.25), "{got:?}");
+    let total: u64 = w.status().unwrap()["targets"].as_array().unwrap().iter().map(|t| t["total"].as_u64().unwrap()).sum();
+    assert_eq!(total, n as u64);
+}
+
+#[test]
+fn least_connections_sends_new_connections_to_the_least_busy_gateway() {
+    let (c, base) = cluster();
+    let tls = tls_client(&c.ws);
+    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: leastConnections\n{FAST_HEALTH}"));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    let mut held: Vec<(String, Conn)> = (0..4)
+        .map(|_| {
+            let mut conn = Conn::open(d.port, &tls).expect("connect");
+            (conn.instance().expect("instance"), conn)
+        })
+        .collect();
+    let on = |held: &[(String, Conn)], g: &str| held.iter().filter(|(i, _)| i == g).count();
+    assert_eq!((on(&held, "g1"), on(&held, "g2")), (2, 2));
+    // Close both long-lived connections on g2: the next two go there, where round-robin
+    // would split them.
+    held.retain(|(i, _)| i != "g2");
+    assert_eventually!(Duration::from_secs(5), d.target("g2")["active"] == 0, "g2's connections closed: {}", d.target("g2"));
+    for _ in 0..2 {
+        let mut conn = Conn::open(d.port, &tls).expect("connect");
+        let i = conn.instance().expect("instance");
+        assert_eq!(i, "g2");
+        held.push((i, conn));
+    }
+    assert_eq!((d.target("g1")["active"].as_u64(), d.target("g2")["active"].as_u64()), (Some(2), Some(2)));
+}
+
+#[test]
+fn a_target_that_accepts_but_never_answers_its_health_check_is_marked_down() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let hold = HoldServer::spawn();
+    let backend = Backend::spawn(&ws, "b1", false);
+    let hung = format!("127.0.0.1:{}", hold.port);
+    let section = format!(
+        "    method: roundRobin\n    targets:\n      - address: {hung}\n      - address: {}\n    healthCheck: {{interval: 100ms, timeout: 300ms, unhealthyThreshold: 2, healthyThreshold: 1}}\n",
+        backend.address()
+    );
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &section);
+    d.wait_state(&hung, "down", Duration::from_secs(5));
+    let t = d.target(&hung);
+    assert_eq!(t["last_check"]["ok"], false);
+    assert_eq!(t["last_check"]["detail"], "no answer within 300ms", "{t}");
+    assert_eq!(spread(d.port, &tls, 20), (counts(&[("b1", 20)]), vec![]), "no new connection goes to the hung target");
+
+    let run = ws.run(&["status", "-c", "dist.yaml"], "").expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("method roundRobin") && out.contains("TARGET") && out.contains("LAST CHECK"), "{out}");
+    let row = |name: &str| out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no row for {name}:\n{out}")).to_owned();
+    assert!(row(&hung).contains("DOWN") && row(&hung).contains("no answer within 300ms"), "{out}");
+    assert!(row(&backend.address()).contains(" UP ") && row(&backend.address()).contains(" 20 "), "{out}");
+    eprintln!("{out}");
+}
+
+#[test]
+fn a_client_that_sends_nothing_is_closed_after_the_idle_timeout() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let backend = Backend::spawn(&ws, "b1", false);
+    let section = format!("    targets: [{{address: {}}}]\n    idleTimeout: 500ms\n{FAST_HEALTH}", backend.address());
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &section);
+
+    let mut silent = TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = silent.read(&mut buf);
+    let took = started.elapsed();
+    assert!(matches!(read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "{read:?}");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "closed after {took:?}");
+
+    // A connection in use for longer than the idle timeout is not cut.
+    let mut busy = Conn::open(d.port, &tls).expect("connect");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(busy.instance().expect("request on a busy connection"), "b1");
+    }
+    assert!(d.metrics().contains("plexgate_distributor_idle_closed_total 1"), "{}", d.metrics());
+}
+
+#[test]
+fn five_thousand_idle_connections_are_held_without_errors() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let backend = Backend::spawn(&ws, "b1", false);
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: {}}}]\n{FAST_HEALTH}", backend.address()));
+    let n = 5000;
+    let started = Instant::now();
+    let conns: Vec<TcpStream> = (0..n).map(|i| TcpStream::connect(("127.0.0.1", d.port)).unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
+    assert_eventually!(Duration::from_secs(20), d.status().unwrap()["active"] == n, "{n} open: {}", d.status().unwrap());
+    eprintln!("{n} connections open through the distributor in {:?}", started.elapsed());
+    assert_eq!(d.target(&backend.address())["active"], n);
+    for (i, c) in conns.iter().enumerate() {
+        c.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        let r = (&*c).read(&mut buf);
+        assert!(r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "connection {i} still open and silent: {r:?}");
+    }
+    assert_eq!(instance_via(d.port, &tls).as_deref(), Ok("b1"), "still serving new connections");
+    drop(conns);
+    assert_eventually!(Duration::from_secs(10), d.status().unwrap()["active"] == 0, "all closed: {}", d.status().unwrap());
+    assert!(!d.proc.logs().contains("accept failed"), "{}", d.proc.logs());
+}
+
+#[test]
+fn connection_limits_in_total_and_per_target_are_enforced() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let (b1, b2) = (Backend::spawn(&ws, "b1", false), Backend::spawn(&ws, "b2", false));
+    let section = format!("    targets: [{{address: {}}}, {{address: {}}}]\n    maxConnections: 2\n    maxConnectionsPerTarget: 1\n{FAST_HEALTH}", b1.address(), b2.address());
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &section);
+    let mut first = Conn::open(d.port, &tls).expect("first");
+    assert_eq!(first.instance().unwrap(), "b1");
+    let mut second = Conn::open(d.port, &tls).expect("second");
+    assert_eq!(second.instance().unwrap(), "b2", "b1 is at its own limit");
+    let mut third = TcpStream::connect(("127.0.0.1", d.port)).expect("the kernel accepts");
+    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(matches!(third.read(&mut [0u8; 1]), Ok(0) | Err(_)), "over maxConnections: closed at once");
+    drop(first);
+    assert_eventually!(Duration::from_secs(5), d.status().unwrap()["active"] == 1, "{}", d.status().unwrap());
+    assert_eq!(instance_via(d.port, &tls).as_deref(), Ok("b1"));
+    assert_eq!(second.instance().unwrap(), "b2");
+}
+
+#[test]
+fn proxy_protocol_v2_tells_the_target_the_client_address() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let backend = Backend::spawn(&ws, "b1", true);
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: {}}}]\n    proxyProtocol: true\n{FAST_HEALTH}", backend.address()));
+    d.wait_state(&backend.address(), "up", Duration::from_secs(5));
+    let mut conn = Conn::open(d.port, &tls).expect("connect");
+    assert_eq!(conn.instance().unwrap(), "b1");
+    let client_port = conn.local_port();
+    let headers = backend.proxy_headers.lock().unwrap().clone();
+    assert!(headers.iter().any(|h| h[12..16] == [0x20, 0x00, 0, 0]), "health checks send LOCAL headers");
+    let relayed: Vec<&Vec<u8>> = headers.iter().filter(|h| h[12] == 0x21).collect();
+    assert_eq!(relayed.len(), 1, "{headers:?}");
+    let h = relayed[0];
+    assert_eq!(&h[13..16], &[0x11, 0, 12], "TCP over IPv4, 12 address bytes");
+    assert_eq!(&h[16..24], &[127, 0, 0, 1, 127, 0, 0, 1]);
+    assert_eq!(u16::from_be_bytes([h[24], h[25]]), client_port);
+    assert_eq!(u16::from_be_bytes([h[26], h[27]]), d.port);
+}
+
+#[test]
+fn sigterm_stops_accepting_lets_open_connections_finish_and_exits_0() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let backend = Backend::spawn(&ws, "b1", false);
+    let mut d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: {}}}]\n    drainTimeout: 20s\n{FAST_HEALTH}", backend.address()));
+    let mut open = Conn::open(d.port, &tls).expect("connect");
+    assert_eq!(open.instance().unwrap(), "b1");
+    d.proc.signal("TERM");
+    assert_eventually!(Duration::from_secs(5), TcpStream::connect(("127.0.0.1", d.port)).is_err(), "stops accepting");
+    assert_eq!(d.status().unwrap()["draining"], true);
+    assert_eq!(open.instance().unwrap(), "b1", "an open connection keeps working while draining");
+    assert!(d.proc.is_running(), "waits for the open connection");
+    drop(open);
+    let closed = Instant::now();
+    assert_eq!(d.proc.wait_exit(Duration::from_secs(5)), Some(0), "{}", d.proc.logs());
+    eprintln!("exited {:?} after the last connection closed", closed.elapsed());
+}

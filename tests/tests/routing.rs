@@ -1,0 +1,189 @@
+//! Routing to API services through real gateway and sample-service processes: the route
+//! table, exact paths, forwarding headers, authentication schemes, load balancing, failover
+//! (Zowe bug #3010), pinning, and the answers when nothing can serve (never a 500, #3878).
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use plexgate_tests::assert_eventually;
+use plexgate_tests::cluster::{Cluster, ClusterSetup, PASSWORD, sample_definition};
+use serde_json::{Value, json};
+
+fn zowe_error(r: reqwest::blocking::Response, status: u16, number: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    let body: Value = r.json().expect("Zowe error body");
+    assert_eq!(body["messages"][0]["messageNumber"], number, "{body}");
+    body
+}
+
+fn cluster(gateway_yaml: &str) -> Cluster {
+    Cluster::start(ClusterSetup { gateways: 2, start_gateways: 0, gateway_yaml: gateway_yaml.to_owned(), ..ClusterSetup::default() })
+}
+
+#[test]
+fn routes_round_robin_with_exact_paths_and_forwarding_headers() {
+    let mut c = cluster("");
+    let (a, b) = (c.start_sample("a"), c.start_sample("b"));
+    c.define("sample.yml", &sample_definition("sample", &[a.port, b.port], "bypass"));
+    c.start_gateway(0);
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..10 {
+        let v: Value = c.http.get(c.url(0, "/sample/api/v1/hello")).send().unwrap().json().unwrap();
+        *seen.entry(v["instance"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.values().copied().collect::<Vec<_>>(), [5, 5], "round-robin: {seen:?}");
+    // The rest of the path and the query travel exactly, encoded as sent.
+    let v: Value = c
+        .http
+        .post(c.url(0, "/sample/api/v1/echo/a%2Fb//c%20d?x=%2F&y=1+2"))
+        .header("X-Certificate-DistinguishedName", "CN=forged")
+        .header("X-Certificate-CommonName", "forged")
+        .header("Connection", "X-Drop-Me")
+        .header("X-Drop-Me", "1")
+        .header("X-Forwarded-For", "10.9.9.9")
+        .body("hello")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/sample/api/v1/echo/a%2Fb//c%20d");
+    assert_eq!(v["query"], "x=%2F&y=1+2");
+    assert_eq!(v["bodyLength"], 5);
+    let h = &v["headers"];
+    assert!(h.get("x-certificate-distinguishedname").is_none() && h.get("x-certificate-commonname").is_none(), "client X-Certificate-* stripped: {h}");
+    assert!(h.get("x-drop-me").is_none(), "headers named in Connection are hop-by-hop: {h}");
+    assert_eq!(h["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], format!("127.0.0.1:{}", c.ports[0]));
+    assert!(h["forwarded"].as_str().unwrap().starts_with("for=127.0.0.1;proto=https;host="), "{h}");
+    // X-Forward-To names the service instead of the path.
+    let v: Value = c.http.get(c.url(0, "/api/v1/hello")).header("X-Forward-To", "sample").send().unwrap().json().unwrap();
+    assert_eq!(v["message"], "hello from the plexgate sample service");
+    // The service list shows both instances with their health.
+    let list: Value = c.http.get(c.url(0, "/gateway/api/v1/services")).send().unwrap().json().unwrap();
+    assert_eq!(list[0]["serviceId"], "sample");
+    assert_eq!(list[0]["status"], "UP");
+    assert_eq!(list[0]["instances"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn paths_that_step_out_of_the_route_are_refused() {
+    let mut c = cluster("");
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+    c.start_gateway(0);
+    // Sent raw: an HTTP client library would normalise these paths before sending.
+    for bad in ["/sample/api/v1/%2e%2e/%2e%2e/application/health", "/sample/api/v1/echo/%2E%2e/x", "/sample/api/v1/.%2e/secret", "/sample/api/v1/../../application/health"] {
+        let answer = plexgate_tests::https::raw_request(&c.ws.ca(), c.ports[0], format!("GET {bad} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad}: {answer}");
+        assert!(answer.contains("ZWEAO400E"), "{bad}: {answer}");
+    }
+    zowe_error(c.http.get(c.url(0, "/nosuchservice/api/v1/x")).send().unwrap(), 404, "ZWEAO404E");
+    zowe_error(c.http.get(c.url(0, "/sample/api/v2/hello")).send().unwrap(), 404, "ZWEAO404E");
+    zowe_error(c.http.get(c.url(0, "/sample")).send().unwrap(), 404, "ZWEAO404E");
+}
+
+#[test]
+fn zowe_jwt_requires_a_login_token_or_a_pat_for_the_service_and_passes_it_on() {
+    let mut c = cluster("");
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "zoweJwt"));
+    c.start_gateway(0);
+    c.start_gateway(1);
+    let url = c.url(1, "/sample/api/v1/hello");
+    let r = c.http.get(&url).send().unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"Realm\"");
+    zowe_error(r, 401, "ZWEAO402E");
+    zowe_error(c.http.get(&url).bearer_auth("not.a.token").send().unwrap(), 401, "ZWEAO402E");
+    let token = c.login(0, "alice", PASSWORD);
+    let v: Value = c.http.get(&url).header("Cookie", format!("apimlAuthenticationToken={token}")).send().unwrap().json().unwrap();
+    assert_eq!(v["user"], "alice");
+    assert_eq!(v["headers"]["authorization"], format!("Bearer {token}"));
+    assert!(v["headers"]["cookie"].as_str().unwrap().contains(&format!("apimlAuthenticationToken={token}")));
+    // PATs: only for the services in their scopes; by header, cookie or Bearer.
+    let pat = |scopes: Value| c.http.post(c.auth(0, "/access-token/generate")).basic_auth("bob", Some(PASSWORD)).json(&json!({"validity": 1, "scopes": scopes})).send().unwrap().text().unwrap();
+    let good = pat(json!(["sample"]));
+    let other = pat(json!(["elsewhere"]));
+    assert_eq!(c.http.get(&url).header("PRIVATE-TOKEN", &good).send().unwrap().json::<Value>().unwrap()["user"], "bob");
+    assert_eq!(c.http.get(&url).header("Cookie", format!("personalAccessToken={good}")).send().unwrap().status(), 200);
+    assert_eq!(c.http.get(&url).bearer_auth(&good).send().unwrap().status(), 200);
+    zowe_error(c.http.get(&url).header("PRIVATE-TOKEN", &other).send().unwrap(), 401, "ZWEAO402E");
+    // Logged out on g1: refused on g2 too.
+    assert_eq!(c.http.post(c.auth(0, "/logout")).bearer_auth(&token).send().unwrap().status(), 204);
+    assert_eventually!(Duration::from_secs(1), c.http.get(&url).bearer_auth(&token).send().unwrap().status() == 401, "logout honoured on routes");
+}
+
+#[test]
+fn a_killed_instance_costs_no_request_and_pinning_follows_the_instance() {
+    let mut c = cluster("    routing: {healthCheckInterval: 200ms}\n");
+    let a = c.start_sample("a");
+    let mut b = c.start_sample("b");
+    c.define("sample.yml", &sample_definition("sample", &[a.port, b.port], "bypass"));
+    c.start_gateway(0);
+    let url = c.url(0, "/sample/api/v1/hello");
+    let pinned_b = format!("127.0.0.1:sample:{}", b.port);
+    let v: Value = c.http.get(&url).header("X-InstanceId", &pinned_b).send().unwrap().json().unwrap();
+    assert_eq!(v["instance"], "b");
+    b.proc.kill();
+    // Zowe bug #3010: every request must still succeed.
+    let start = Instant::now();
+    let mut failures = Vec::new();
+    for i in 0..1000 {
+        let r = c.http.get(&url).send().unwrap();
+        if r.status() != 200 {
+            failures.push((i, r.status().as_u16()));
+        }
+    }
+    println!("1000 requests with one of two instances killed: {:?}, failures {failures:?}", start.elapsed());
+    assert!(failures.is_empty(), "{failures:?}");
+    // Pinned to the dead instance: a clear 503.
+    let body = zowe_error(c.http.get(&url).header("X-InstanceId", &pinned_b).send().unwrap(), 503, "ZWEAO503E");
+    assert!(body["messages"][0]["messageContent"].as_str().unwrap().contains(&pinned_b), "{body}");
+    zowe_error(c.http.get(&url).header("X-InstanceId", "nohost:sample:1").send().unwrap(), 503, "ZWEAO503E");
+}
+
+#[test]
+fn all_instances_down_is_a_503_never_a_500() {
+    let mut c = cluster("");
+    let dead = plexgate_tests::free_port();
+    c.define("sample.yml", &sample_definition("sample", &[dead], "bypass"));
+    c.start_gateway(0);
+    for method in ["GET", "POST"] {
+        let r = c.http.request(method.parse().unwrap(), c.url(0, "/sample/api/v1/hello")).send().unwrap();
+        zowe_error(r, 503, "ZWEAO503E");
+    }
+}
+
+#[test]
+fn a_hanging_instance_is_a_504_and_a_garbage_answer_a_502() {
+    let mut c = cluster("    routing: {responseTimeout: 1s, retries: 0}\n");
+    // A plain-HTTP peer that answers garbage, and one that never answers.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (gp, hp) = (garbage.local_addr().unwrap().port(), hang.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for s in garbage.incoming() {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"this is not HTTP\r\n\r\n");
+        }
+    });
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hang.incoming() {
+            held.push(s);
+        }
+    });
+    let def = format!(
+        "services:\n  - serviceId: garbage\n    instanceBaseUrls: [http://127.0.0.1:{gp}/]\n    routes: [{{gatewayUrl: api, serviceRelativeUrl: /}}]\n  - serviceId: hang\n    instanceBaseUrls: [http://127.0.0.1:{hp}/]\n    routes: [{{gatewayUrl: api, serviceRelativeUrl: /}}]\n"
+    );
+    c.define("peers.yml", &def);
+    c.start_gateway(0);
+    zowe_error(c.http.get(c.url(0, "/garbage/api/x")).send().unwrap(), 502, "ZWEAG510E");
+    let start = Instant::now();
+    zowe_error(c.http.get(c.url(0, "/hang/api/x")).send().unwrap(), 504, "ZWEAG510E");
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "504 after the 1 s timeout, took {took:?}");
+}
