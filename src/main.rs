@@ -36,6 +36,9 @@ fn main() -> ExitCode {
 /// Logs go to standard error; `PLEXGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 fn init_logging() {
     let filter = std::env::var("PLEXGATE_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }

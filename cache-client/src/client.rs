@@ -30,7 +30,12 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { connect_timeout: Duration::from_millis(500), request_timeout: Duration::from_secs(2), rounds: 2, backoff: Duration::from_millis(100) }
+        ClientOptions {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
+            rounds: 2,
+            backoff: Duration::from_millis(100),
+        }
     }
 }
 
@@ -64,7 +69,8 @@ struct Inner {
 impl CacheClient {
     /// A client of `config.caching_service_urls`, presenting the gateway's client certificate.
     pub fn from_config(config: &Config, options: ClientOptions) -> Result<CacheClient, ClientError> {
-        let mut tls = tls::client_config(&config.gateway.certificates, config.tls, config.verify_certificates).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut tls = tls::client_config(&config.gateway.certificates, config.tls, config.verify_certificates)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         CacheClient::new(config.caching_service_urls.clone(), tls, options)
     }
@@ -75,14 +81,25 @@ impl CacheClient {
             return Err(ClientError::Setup("no caching-service URL configured".to_owned()));
         }
         let build = |timeout: Option<Duration>| {
-            let mut b = reqwest::Client::builder().tls_backend_preconfigured(tls.clone()).connect_timeout(options.connect_timeout).pool_idle_timeout(Duration::from_secs(30));
+            let mut b = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls.clone())
+                .connect_timeout(options.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(30));
             if let Some(t) = timeout {
                 b = b.timeout(t);
             }
             b.build().map_err(|e| ClientError::Setup(e.to_string()))
         };
         let urls = urls.into_iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
-        Ok(CacheClient { inner: Arc::new(Inner { http: build(Some(options.request_timeout))?, stream: build(None)?, urls, preferred: AtomicUsize::new(0), options }) })
+        Ok(CacheClient {
+            inner: Arc::new(Inner {
+                http: build(Some(options.request_timeout))?,
+                stream: build(None)?,
+                urls,
+                preferred: AtomicUsize::new(0),
+                options,
+            }),
+        })
     }
 
     /// The caching-service URLs, in the order calls start from.
@@ -170,7 +187,9 @@ impl CacheClient {
 
     /// `POST /cache-list/{map}`: sets `key` in `map`, overwriting.
     pub async fn map_put(&self, map: &str, key: &str, value: &str) -> Result<(), ClientError> {
-        self.expect(Method::POST, &format!("/cache-list/{}", encode(map)), Some(&json!({"key": key, "value": value})), StatusCode::CREATED).await.map(drop)
+        self.expect(Method::POST, &format!("/cache-list/{}", encode(map)), Some(&json!({"key": key, "value": value})), StatusCode::CREATED)
+            .await
+            .map(drop)
     }
 
     /// `GET /cache-list/{map}` (an unknown map is empty).

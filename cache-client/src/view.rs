@@ -99,7 +99,12 @@ impl MapView {
     /// (heartbeats come every second by default) is treated as dead and reconnected.
     pub fn start(client: CacheClient, maps: &[&str], idle_timeout: Duration) -> MapView {
         let (changes, _) = broadcast::channel(4096);
-        let inner = Arc::new(Inner { maps: RwLock::new(HashMap::new()), state: Mutex::new(State::default()), changes, loaded: watch::channel(false).0 });
+        let inner = Arc::new(Inner {
+            maps: RwLock::new(HashMap::new()),
+            state: Mutex::new(State::default()),
+            changes,
+            loaded: watch::channel(false).0,
+        });
         let names: Vec<String> = maps.iter().map(|m| m.to_string()).collect();
         let task = tokio::spawn(follow(client, names, idle_timeout, inner.clone())).abort_handle();
         MapView { inner, task }
@@ -212,7 +217,10 @@ async fn follow_one(client: &CacheClient, url: &str, maps: &[String], idle_timeo
     if let Some(r) = since {
         req = req.query(&[("since", r)]);
     }
-    let resp = tokio::time::timeout(idle_timeout, req.send()).await.map_err(|_| "no answer to the feed request".to_owned())?.map_err(|e| describe(&e))?;
+    let resp = tokio::time::timeout(idle_timeout, req.send())
+        .await
+        .map_err(|_| "no answer to the feed request".to_owned())?
+        .map_err(|e| describe(&e))?;
     if !resp.status().is_success() {
         return Err(format!("feed answered HTTP {}", resp.status()));
     }
@@ -280,4 +288,3 @@ fn touch(inner: &Inner, revision: Option<u64>) {
         s.revision = revision;
     }
 }
-

@@ -89,7 +89,8 @@ async fn key_value(body: Body, max: usize) -> Result<KeyValue, CacheError> {
     if bytes.is_empty() {
         return Err(CacheError::BadPayload("the body is empty; send {\"key\": ..., \"value\": ...}".to_owned()));
     }
-    let kv: KeyValue = serde_json::from_slice(&bytes).map_err(|e| CacheError::BadPayload(format!("not a JSON object with string fields key and value ({e})")))?;
+    let kv: KeyValue = serde_json::from_slice(&bytes)
+        .map_err(|e| CacheError::BadPayload(format!("not a JSON object with string fields key and value ({e})")))?;
     check_key(&kv.key)?;
     Ok(kv)
 }
@@ -138,7 +139,12 @@ async fn list(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: H
     Ok(Json(s.storage.list(&ns).await?.iter().map(|e| (e.key.clone(), entry_json(e))).collect()))
 }
 
-async fn read(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<Value>, CacheError> {
+async fn read(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, CacheError> {
     let ns = namespace(&peer, &headers)?;
     check_key(&key)?;
     Ok(Json(entry_json(&s.storage.get(&ns, &key).await?)))
@@ -151,7 +157,12 @@ async fn update(State(s): St, Extension(peer): Extension<PeerIdentity>, headers:
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn remove(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Path(key): Path<String>) -> Result<StatusCode, CacheError> {
+async fn remove(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<StatusCode, CacheError> {
     let ns = namespace(&peer, &headers)?;
     check_key(&key)?;
     s.storage.delete(&ns, &key).await?;
@@ -164,7 +175,13 @@ async fn clear(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: 
     Ok(StatusCode::OK)
 }
 
-async fn put_map(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Path(map): Path<String>, body: Body) -> Result<StatusCode, CacheError> {
+async fn put_map(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path(map): Path<String>,
+    body: Body,
+) -> Result<StatusCode, CacheError> {
     let ns = namespace(&peer, &headers)?;
     check_map(&map)?;
     let kv = key_value(body, s.max_body).await?;
@@ -172,7 +189,12 @@ async fn put_map(State(s): St, Extension(peer): Extension<PeerIdentity>, headers
     Ok(StatusCode::CREATED)
 }
 
-async fn read_map(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Path(map): Path<String>) -> Result<Json<Value>, CacheError> {
+async fn read_map(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path(map): Path<String>,
+) -> Result<Json<Value>, CacheError> {
     let ns = namespace(&peer, &headers)?;
     check_map(&map)?;
     // An unknown map is an empty one, as in Zowe (which answers 200 with no body).
@@ -186,7 +208,12 @@ async fn list_maps(State(s): St, Extension(peer): Extension<PeerIdentity>, heade
 
 /// Drops token entries whose expiry has passed (see [`expiry_millis`]); entries whose value
 /// names no expiry are kept, as Zowe keeps unparseable ones.
-async fn evict_tokens(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Path(map): Path<String>) -> Result<StatusCode, CacheError> {
+async fn evict_tokens(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path(map): Path<String>,
+) -> Result<StatusCode, CacheError> {
     let ns = namespace(&peer, &headers)?;
     let now = now_millis();
     let entries = s.storage.map_get(&ns, &map).await?.unwrap_or_default();
@@ -196,7 +223,12 @@ async fn evict_tokens(State(s): St, Extension(peer): Extension<PeerIdentity>, he
 }
 
 /// Drops rules (value: their timestamp, epoch milliseconds) older than 90 days.
-async fn evict_rules(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Path(map): Path<String>) -> Result<StatusCode, CacheError> {
+async fn evict_rules(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path(map): Path<String>,
+) -> Result<StatusCode, CacheError> {
     let ns = namespace(&peer, &headers)?;
     let cutoff = now_millis().saturating_sub(RULE_MAX_AGE_MILLIS);
     let entries = s.storage.map_get(&ns, &map).await?.unwrap_or_default();
@@ -244,22 +276,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
     Some(era * 146_097 + doe - 719_468)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_expiry_in_every_format() {
-        assert_eq!(expiry_millis("1700000000000"), Some(1_700_000_000_000));
-        assert_eq!(expiry_millis(r#"{"exp": 1700000000}"#), Some(1_700_000_000_000));
-        assert_eq!(expiry_millis(r#"{"expiration": 5}"#), Some(5));
-        // Zowe's AccessTokenContainer: 2021-11-15T15:13:18 = 1636989198 s.
-        assert_eq!(expiry_millis(r#"{"tokenValue":"h","issuedAt":[2022,8,17,16,13,18],"expiresAt":[2021,11,15,15,13,18]}"#), Some(1_636_989_198_000));
-        assert_eq!(expiry_millis(r#"{"expiresAt":[1970,1,1,0,0]}"#), Some(0));
-        assert_eq!(expiry_millis("not a token"), None);
-    }
-}
-
 async fn health(State(s): St) -> Response {
     let entries = s.storage.len().await;
     let health = s.storage.health().await;
@@ -285,5 +301,24 @@ async fn metrics(State(s): St) -> Response {
     match &s.metrics {
         Some(h) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
         None => CacheError::Internal("metrics recorder not installed".to_owned()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_expiry_in_every_format() {
+        assert_eq!(expiry_millis("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(expiry_millis(r#"{"exp": 1700000000}"#), Some(1_700_000_000_000));
+        assert_eq!(expiry_millis(r#"{"expiration": 5}"#), Some(5));
+        // Zowe's AccessTokenContainer: 2021-11-15T15:13:18 = 1636989198 s.
+        assert_eq!(
+            expiry_millis(r#"{"tokenValue":"h","issuedAt":[2022,8,17,16,13,18],"expiresAt":[2021,11,15,15,13,18]}"#),
+            Some(1_636_989_198_000)
+        );
+        assert_eq!(expiry_millis(r#"{"expiresAt":[1970,1,1,0,0]}"#), Some(0));
+        assert_eq!(expiry_millis("not a token"), None);
     }
 }

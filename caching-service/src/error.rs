@@ -67,8 +67,20 @@ impl CacheError {
         let d = |status, number, key, reason, action| Description { status, number, key, reason, action };
         use StatusCode as S;
         match self {
-            CacheError::BadPayload(_) => d(S::BAD_REQUEST, "ZWECS130E", "org.zowe.apiml.cache.invalidPayload", "The payload is not in valid JSON format.", "Provide a payload in JSON format."),
-            CacheError::KeyNotProvided => d(S::BAD_REQUEST, "ZWECS132E", "org.zowe.apiml.cache.keyNotProvided", "No cache key was provided.", "Provide a key that is in the cache."),
+            CacheError::BadPayload(_) => d(
+                S::BAD_REQUEST,
+                "ZWECS130E",
+                "org.zowe.apiml.cache.invalidPayload",
+                "The payload is not in valid JSON format.",
+                "Provide a payload in JSON format.",
+            ),
+            CacheError::KeyNotProvided => d(
+                S::BAD_REQUEST,
+                "ZWECS132E",
+                "org.zowe.apiml.cache.keyNotProvided",
+                "No cache key was provided.",
+                "Provide a key that is in the cache.",
+            ),
             CacheError::NotFound(_) => d(
                 S::NOT_FOUND,
                 "ZWECS131E",
@@ -76,7 +88,13 @@ impl CacheError {
                 "Cache does not contain the provided key.",
                 "Add a key-value pair to the cache using the key or operate on an existing key in the cache.",
             ),
-            CacheError::Conflict(_) => d(S::CONFLICT, "ZWECS133E", "org.zowe.apiml.cache.keyCollision", "Key is already in the cache.", "Update or delete the key, or add a different key."),
+            CacheError::Conflict(_) => d(
+                S::CONFLICT,
+                "ZWECS133E",
+                "org.zowe.apiml.cache.keyCollision",
+                "Key is already in the cache.",
+                "Update or delete the key, or add a different key.",
+            ),
             CacheError::Full => d(
                 S::INSUFFICIENT_STORAGE,
                 "ZWECS134E",
@@ -112,7 +130,13 @@ impl CacheError {
                 "There was an error querying the persistent storage.",
                 "Check that your configured caching storage solution is functioning properly.",
             ),
-            CacheError::NoRoute(_) => d(S::NOT_FOUND, "ZWEAO404E", "org.zowe.apiml.common.notFound", "The requested resource does not exist.", "Check the path of the request."),
+            CacheError::NoRoute(_) => d(
+                S::NOT_FOUND,
+                "ZWEAO404E",
+                "org.zowe.apiml.common.notFound",
+                "The requested resource does not exist.",
+                "Check the path of the request.",
+            ),
             CacheError::Internal(_) | CacheError::Startup(_) => d(
                 S::INTERNAL_SERVER_ERROR,
                 "ZWEAM701E",
@@ -175,4 +199,12 @@ macro_rules! storage_errors {
         }
     )*};
 }
-storage_errors!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError, redb::SetDurabilityError);
+storage_errors!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);

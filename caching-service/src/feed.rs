@@ -44,7 +44,12 @@ pub struct FeedQuery {
 }
 
 /// `GET /feed`.
-pub async fn feed(State(s): State<Arc<AppState>>, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Query(q): Query<FeedQuery>) -> Result<Response, CacheError> {
+pub async fn feed(
+    State(s): State<Arc<AppState>>,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Result<Response, CacheError> {
     let ns = namespace(&peer, &headers)?;
     let maps: Vec<String> = q.maps.unwrap_or_default().split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect();
     if maps.is_empty() {
@@ -75,7 +80,13 @@ async fn run(s: Arc<AppState>, ns: String, maps: Vec<String>, since: Option<u64>
     metrics::gauge!(m::FEED_SUBSCRIBERS).decrement(1.0);
 }
 
-async fn pump(s: &AppState, ns: &str, maps: &[String], since: Option<u64>, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) -> Result<(), CacheError> {
+async fn pump(
+    s: &AppState,
+    ns: &str,
+    maps: &[String],
+    since: Option<u64>,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), CacheError> {
     let wanted: HashSet<&str> = maps.iter().map(String::as_str).collect();
     let mut revisions = s.storage.revisions();
     let mut last = since;
@@ -97,7 +108,9 @@ async fn pump(s: &AppState, ns: &str, maps: &[String], since: Option<u64>, tx: &
                         continue;
                     }
                     let v = match &c.op {
-                        Op::Put { key, value } => json!({"type": "change", "revision": c.revision, "map": c.map, "op": "put", "key": key, "value": value}),
+                        Op::Put { key, value } => {
+                            json!({"type": "change", "revision": c.revision, "map": c.map, "op": "put", "key": key, "value": value})
+                        }
                         Op::Delete { key } => json!({"type": "change", "revision": c.revision, "map": c.map, "op": "delete", "key": key}),
                     };
                     if tx.send(line(v)).await.is_err() {

@@ -106,7 +106,9 @@ pub fn namespace(peer: &PeerIdentity, headers: &HeaderMap) -> Result<String, Cac
     let passed = headers.get(DN_HEADER);
     let caller = match passed {
         None => dn.clone(),
-        Some(_) if !gateway => return Err(CacheError::Forbidden("only trusted gateway certificates may send X-Certificate-DistinguishedName")),
+        Some(_) if !gateway => {
+            return Err(CacheError::Forbidden("only trusted gateway certificates may send X-Certificate-DistinguishedName"));
+        }
         Some(v) => v.to_str().map_err(|_| CacheError::NoIdentity)?.trim().to_owned(),
     };
     if caller.is_empty() {
@@ -143,13 +145,28 @@ impl ClientCertVerifier for DeferredTrust {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
     }
-    fn verify_client_cert(&self, _end: &CertificateDer<'_>, _intermediates: &[CertificateDer<'_>], _now: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+    fn verify_client_cert(
+        &self,
+        _end: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
         Ok(ClientCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

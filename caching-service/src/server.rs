@@ -46,16 +46,30 @@ impl CachingService {
             .allow_unauthenticated()
             .build()
             .map_err(|e| CacheError::Startup(format!("client certificate verifier: {e}")))?;
-        let server_config = tls::server_config(certs, config.tls, Arc::new(DeferredTrust::new(verifier.clone())), &[b"h2", b"http/1.1"]).map_err(startup)?;
+        let server_config = tls::server_config(certs, config.tls, Arc::new(DeferredTrust::new(verifier.clone())), &[b"h2", b"http/1.1"])
+            .map_err(startup)?;
         let gateways = if cs.trusted_gateways.is_empty() { default_gateways(config)? } else { cs.trusted_gateways.clone() };
         tracing::info!(?gateways, "certificates trusted to pass caller identities");
         let identities = Arc::new(Identities::new(verifier, gateways));
 
         let storage = crate::storage::open(cs).await?;
-        let state = Arc::new(AppState { storage: storage.clone(), max_body: cs.max_request_size, heartbeat: cs.feed_heartbeat, metrics: crate::metrics::install() });
-        let listener = TcpListener::bind((cs.host.as_str(), cs.port)).await.map_err(|e| CacheError::Startup(format!("cannot listen on {}:{}: {e}", cs.host, cs.port)))?;
+        let state = Arc::new(AppState {
+            storage: storage.clone(),
+            max_body: cs.max_request_size,
+            heartbeat: cs.feed_heartbeat,
+            metrics: crate::metrics::install(),
+        });
+        let listener = TcpListener::bind((cs.host.as_str(), cs.port))
+            .await
+            .map_err(|e| CacheError::Startup(format!("cannot listen on {}:{}: {e}", cs.host, cs.port)))?;
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), storage = storage.mode(), "caching service listening");
-        Ok(CachingService { listener, acceptor: TlsAcceptor::from(Arc::new(server_config)), identities, app: router(state), drain: DRAIN_TIMEOUT })
+        Ok(CachingService {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(server_config)),
+            identities,
+            app: router(state),
+            drain: DRAIN_TIMEOUT,
+        })
     }
 
     /// The bound address.
@@ -98,7 +112,9 @@ impl CachingService {
                     }
                 };
                 let identity = identities.of(tls.get_ref().1.peer_certificates());
-                let service = TowerToHyperService::new(app.layer(Extension(identity)).map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)));
+                let service = TowerToHyperService::new(
+                    app.layer(Extension(identity)).map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
+                );
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {

@@ -17,9 +17,9 @@ mod error;
 mod merge;
 pub mod model;
 mod source;
-pub mod unknown;
 pub mod tls;
 mod tls_verify;
+pub mod unknown;
 pub mod users;
 mod validate;
 

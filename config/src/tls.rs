@@ -39,7 +39,10 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |message: String| TlsError::Pem { what: "certificates", path: path.display().to_string(), message };
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))?.collect::<Result<Vec<_>, _>>().map_err(|e| err(e.to_string()))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
     if certs.is_empty() {
         return Err(err("no certificate in the file".to_owned()));
     }
@@ -48,7 +51,11 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem { what: "private key", path: path.display().to_string(), message: e.to_string() })
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        what: "private key",
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// A root store of the configured CA certificates.
@@ -56,7 +63,11 @@ pub fn load_roots(c: &Certificates) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for path in &c.certificate_authorities {
         for cert in load_certs(path)? {
-            roots.add(cert).map_err(|e| TlsError::Pem { what: "CA certificate", path: path.display().to_string(), message: e.to_string() })?;
+            roots.add(cert).map_err(|e| TlsError::Pem {
+                what: "CA certificate",
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         }
     }
     Ok(roots)
@@ -96,9 +107,9 @@ pub fn client_config(c: &Certificates, v: TlsVersions, verify: VerifyCertificate
     let builder = ClientConfig::builder_with_provider(provider()).with_protocol_versions(&versions(v))?;
     let builder = match verify {
         VerifyCertificates::Strict => builder.with_root_certificates(load_roots(c)?),
-        VerifyCertificates::Nonstrict | VerifyCertificates::Disabled => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(crate::tls_verify::Relaxed::new(load_roots(c)?, verify == VerifyCertificates::Disabled)?)),
+        VerifyCertificates::Nonstrict | VerifyCertificates::Disabled => builder.dangerous().with_custom_certificate_verifier(Arc::new(
+            crate::tls_verify::Relaxed::new(load_roots(c)?, verify == VerifyCertificates::Disabled)?,
+        )),
     };
     Ok(builder.with_client_auth_cert(load_certs(&c.client_certificate)?, load_key(&c.client_key)?)?)
 }

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use serde_json::Value;
 
 use crate::checked::*;
@@ -142,8 +141,16 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             verification_certificates: g.jwt.verification_certificates.iter().map(|p| ctx.path(p)).collect(),
         },
         login_rate_limit: RateLimitConfig {
-            max_failures_per_user: ctx.at_least("components.gateway.loginRateLimit.maxFailuresPerUser", g.login_rate_limit.max_failures_per_user, 1),
-            max_failures_per_address: ctx.at_least("components.gateway.loginRateLimit.maxFailuresPerAddress", g.login_rate_limit.max_failures_per_address, 1),
+            max_failures_per_user: ctx.at_least(
+                "components.gateway.loginRateLimit.maxFailuresPerUser",
+                g.login_rate_limit.max_failures_per_user,
+                1,
+            ),
+            max_failures_per_address: ctx.at_least(
+                "components.gateway.loginRateLimit.maxFailuresPerAddress",
+                g.login_rate_limit.max_failures_per_address,
+                1,
+            ),
             window: g.login_rate_limit.window.0,
         },
         staleness_bound: g.revocation.staleness_bound.0,
@@ -164,7 +171,8 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
     };
     let mut gateway = gateway;
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());
-    gateway.jwt.signing_certificate = g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());
+    gateway.jwt.signing_certificate =
+        g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());
     if g.jwt.lifetime.0.is_zero() {
         ctx.problem("components.gateway.jwt.lifetime", "found 0, allowed a duration above 0 such as 8h");
     }

@@ -76,10 +76,7 @@ pub async fn fetch_status(address: &str, timeout: Duration) -> Result<Status, Di
         let tcp = TcpStream::connect(address).await.map_err(|e| err(format!("cannot connect: {e} (is the distributor running?)")))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| err(e.to_string()))?;
         let driver = tokio::spawn(conn);
-        let request = Request::get("/status")
-            .header(header::HOST, address)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| err(e.to_string()))?;
+        let request = Request::get("/status").header(header::HOST, address).body(Empty::<Bytes>::new()).map_err(|e| err(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| err(e.to_string()))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_STATUS_BYTES).collect().await.map_err(|e| err(e.to_string()))?.to_bytes();

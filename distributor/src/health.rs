@@ -47,7 +47,11 @@ impl HttpsCheck {
             .map_err(|e| DistributorError::Config(format!("TLS for health checks: {e}")))?;
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
         let d = &config.distributor;
-        Ok(HttpsCheck { connector: TlsConnector::from(Arc::new(client)), path: d.health_check.path.clone(), proxy_protocol: d.proxy_protocol })
+        Ok(HttpsCheck {
+            connector: TlsConnector::from(Arc::new(client)),
+            path: d.health_check.path.clone(),
+            proxy_protocol: d.proxy_protocol,
+        })
     }
 }
 
@@ -114,7 +118,8 @@ async fn run(target: Arc<Target>, check: Arc<dyn HealthCheck>, config: HealthChe
             Err(_) => Err(format!("no answer within {}", humanize(config.timeout))),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
-        metrics::histogram!(m::HEALTH_CHECK_DURATION_SECONDS, "target" => target.config.name.clone(), "result" => outcome).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::HEALTH_CHECK_DURATION_SECONDS, "target" => target.config.name.clone(), "result" => outcome)
+            .record(started.elapsed().as_secs_f64());
         let ok = result.is_ok();
         let detail = result.unwrap_or_else(|e| e);
         tracing::debug!(target_name = %target.config.name, ok, %detail, "health check");

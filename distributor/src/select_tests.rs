@@ -11,13 +11,25 @@ use crate::target::Target;
 fn targets(spec: &[(&str, Role, u32)]) -> Vec<Arc<Target>> {
     spec.iter()
         .map(|(name, role, weight)| {
-            Arc::new(Target::new(TargetConfig { name: (*name).to_owned(), host: "127.0.0.1".to_owned(), port: 1, role: *role, weight: *weight }))
+            Arc::new(Target::new(TargetConfig {
+                name: (*name).to_owned(),
+                host: "127.0.0.1".to_owned(),
+                port: 1,
+                role: *role,
+                weight: *weight,
+            }))
         })
         .collect()
 }
 
 fn thresholds() -> HealthCheckConfig {
-    HealthCheckConfig { interval: Duration::from_millis(100), timeout: Duration::from_millis(100), path: "/".to_owned(), unhealthy_threshold: 2, healthy_threshold: 2 }
+    HealthCheckConfig {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(100),
+        path: "/".to_owned(),
+        unhealthy_threshold: 2,
+        healthy_threshold: 2,
+    }
 }
 
 fn standby() -> Vec<Arc<Target>> {

@@ -227,7 +227,8 @@ impl Target {
         }
         self.takes_connections.store(next.takes_connections(), Ordering::Relaxed);
         self.metrics.up.set(if next.takes_connections() { 1.0 } else { 0.0 });
-        metrics::counter!(m::STATE_CHANGES_TOTAL, "target" => self.config.name.clone(), "state" => format!("{next:?}").to_lowercase()).increment(1);
+        metrics::counter!(m::STATE_CHANGES_TOTAL, "target" => self.config.name.clone(), "state" => format!("{next:?}").to_lowercase())
+            .increment(1);
         let (name, host, port) = (&self.config.name, &self.config.host, self.config.port);
         if next.takes_connections() {
             tracing::info!(target_name = %name, %host, port, from = ?previous, to = ?next, %reason, "distributor target state changed");

@@ -132,13 +132,19 @@ impl Revocations {
             return Ok(revoked(&self.view, token_hash, claims, kind, salt));
         }
         // The feed is down past the bound: ask the caching service itself.
-        let maps = self.client.maps().await.map_err(|e| GatewayError::NotReady(format!("revocation state unknown: the change feed is down and the caching service does not answer ({e})")))?;
+        let maps = self.client.maps().await.map_err(|e| {
+            GatewayError::NotReady(format!(
+                "revocation state unknown: the change feed is down and the caching service does not answer ({e})"
+            ))
+        })?;
         Ok(revoked(&maps, token_hash, claims, kind, salt))
     }
 
     /// Revokes one token.
     pub async fn revoke_token(&self, token_hash: &str, claims: &Claims) -> Result<(), GatewayError> {
-        let value = json!({"tokenValue": token_hash, "issuedAt": claims.iat * 1000, "expiresAt": claims.exp * 1000}).to_string();
+        let value =
+            json!({"tokenValue": token_hash, "issuedAt": claims.iat.saturating_mul(1000), "expiresAt": claims.exp.saturating_mul(1000)})
+                .to_string();
         self.write(INVALID_TOKENS, token_hash, &value).await?;
         self.cache.remove(&token_hash.to_owned());
         Ok(())
@@ -169,7 +175,10 @@ impl Revocations {
     }
 
     async fn write(&self, map: &str, key: &str, value: &str) -> Result<(), GatewayError> {
-        self.client.map_put(map, key, value).await.map_err(|e| GatewayError::NotReady(format!("cannot record the revocation in the caching service ({e})")))?;
+        self.client
+            .map_put(map, key, value)
+            .await
+            .map_err(|e| GatewayError::NotReady(format!("cannot record the revocation in the caching service ({e})")))?;
         // Honoured here at once, before the feed echoes it back.
         self.view.apply_local(map, key, value);
         Ok(())
@@ -181,11 +190,15 @@ fn revoked(state: &impl Lookup, token_hash: &str, claims: &Claims, kind: Kind, s
     if state.get(INVALID_TOKENS, token_hash).is_some() {
         return true;
     }
-    let issued_ms = claims.iat * 1000;
-    let rule_covers = |map: &str, id: &str| state.get(map, &Revocations::hash(salt, &id.to_lowercase())).and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|at| issued_ms <= at);
+    let issued_ms = claims.iat.saturating_mul(1000);
+    let rule_covers = |map: &str, id: &str| {
+        state
+            .get(map, &Revocations::hash(salt, &id.to_lowercase()))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|at| issued_ms <= at)
+    };
     if rule_covers(INVALID_USERS, &claims.sub) {
         return true;
     }
     kind == Kind::Pat && claims.scopes.iter().flatten().any(|s| rule_covers(INVALID_SCOPES, s))
 }
-

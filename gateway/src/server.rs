@@ -27,6 +27,24 @@ use crate::tokens::{Keys, TokenService, VerifiedCache};
 
 /// A TLS handshake slower than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request headers must arrive within this (a client sending a byte a second is cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers); larger is answered 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Most request headers.
+pub const MAX_HEADERS: usize = 100;
+
+/// HTTP/1.1 and HTTP/2 with the limits above.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    b.http2().timer(hyper_util::rt::TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+    b
+}
 
 /// A bound, ready gateway.
 pub struct GatewayServer {
@@ -52,7 +70,8 @@ impl GatewayServer {
                 Arc::new(ZosmfProvider::new(config, z).map_err(|e| setup("zosmf provider", e))?)
             }
         };
-        let client = CacheClient::from_config(config, ClientOptions::default()).map_err(|e| setup("caching-service client", e.to_string()))?;
+        let client =
+            CacheClient::from_config(config, ClientOptions::default()).map_err(|e| setup("caching-service client", e.to_string()))?;
         let routes = crate::routing::Routes::load(config)?;
         routes.spawn_health_checks();
         let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
@@ -69,6 +88,18 @@ impl GatewayServer {
             metrics: crate::metrics::install(),
             routes,
         });
+        // SIGHUP: read the static service definitions again; open connections are untouched.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            let routes = state.routes.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match routes.reload() {
+                        Ok(n) => tracing::info!(services = n, "SIGHUP: static service definitions reloaded"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: definitions not reloaded; the previous ones stay"),
+                    }
+                }
+            });
+        }
         // Fetch the shared salt in the background until the caching service answers.
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(50);
@@ -78,9 +109,12 @@ impl GatewayServer {
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
         });
-        let server_config = tls::server_config(&g.certificates, config.tls, rustls::server::WebPkiClientVerifier::no_client_auth(), &[b"h2", b"http/1.1"])
-            .map_err(|e| setup("TLS", e.to_string()))?;
-        let listener = TcpListener::bind((g.host.as_str(), g.port)).await.map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
+        let server_config =
+            tls::server_config(&g.certificates, config.tls, rustls::server::WebPkiClientVerifier::no_client_auth(), &[b"h2", b"http/1.1"])
+                .map_err(|e| setup("TLS", e.to_string()))?;
+        let listener = TcpListener::bind((g.host.as_str(), g.port))
+            .await
+            .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), provider = state.provider.name(), "gateway listening");
         Ok(GatewayServer {
             listener,
@@ -132,8 +166,11 @@ impl GatewayServer {
                     }
                     Err(_) => return,
                 };
-                let service = TowerToHyperService::new(app.layer(Extension(ClientAddr(peer.ip()))).map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)));
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let service = TowerToHyperService::new(
+                    app.layer(Extension(ClientAddr(peer.ip())))
+                        .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
+                );
+                let builder = http_builder();
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -13,7 +13,10 @@ pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.config, args.ha_instance.as_deref())?;
     let config = loaded.config;
     if !config.caching_service.enabled {
-        bail!("the caching service is disabled for {} (components.caching-service.enabled: false)", config.ha_instance.as_deref().unwrap_or("this configuration"));
+        bail!(
+            "the caching service is disabled for {} (components.caching-service.enabled: false)",
+            config.ha_instance.as_deref().unwrap_or("this configuration")
+        );
     }
     runtime()?.block_on(async {
         let service = CachingService::bind(&config).await?;

@@ -12,7 +12,10 @@ use crate::cli::InstanceArgs;
 pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args.config, args.ha_instance.as_deref())?.config;
     if !config.gateway.enabled {
-        bail!("the gateway is disabled for {} (components.gateway.enabled: false)", config.ha_instance.as_deref().unwrap_or("this configuration"));
+        bail!(
+            "the gateway is disabled for {} (components.gateway.enabled: false)",
+            config.ha_instance.as_deref().unwrap_or("this configuration")
+        );
     }
     runtime()?.block_on(async {
         let server = GatewayServer::bind(&config).await?;

@@ -4,8 +4,8 @@ mod caching_service;
 mod config;
 mod distributor;
 mod gateway;
-mod status;
 mod sample_service;
+mod status;
 mod up;
 mod users;
 

@@ -52,7 +52,12 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let c = &config.gateway.certificates;
-        let server = plexgate_config::tls::server_config(c, config.tls, rustls::server::WebPkiClientVerifier::no_client_auth(), &[b"h2", b"http/1.1"])?;
+        let server = plexgate_config::tls::server_config(
+            c,
+            config.tls,
+            rustls::server::WebPkiClientVerifier::no_client_auth(),
+            &[b"h2", b"http/1.1"],
+        )?;
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
     };
     let port = args.port;
@@ -105,11 +110,15 @@ fn user(h: &HeaderMap) -> Option<String> {
 }
 
 async fn hello(State(id): State<Arc<String>>, headers: HeaderMap) -> impl IntoResponse {
-    axum::Json(json!({"instance": *id, "message": "hello from the plexgate sample service", "user": user(&headers), "headers": headers_json(&headers)}))
+    axum::Json(
+        json!({"instance": *id, "message": "hello from the plexgate sample service", "user": user(&headers), "headers": headers_json(&headers)}),
+    )
 }
 
 async fn echo(State(id): State<Arc<String>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    axum::Json(json!({"instance": *id, "method": method.as_str(), "path": uri.path(), "query": uri.query(), "headers": headers_json(&headers), "bodyLength": body.len()}))
+    axum::Json(
+        json!({"instance": *id, "method": method.as_str(), "path": uri.path(), "query": uri.query(), "headers": headers_json(&headers), "bodyLength": body.len()}),
+    )
 }
 
 async fn slow(State(id): State<Arc<String>>, Query(q): Query<BTreeMap<String, String>>) -> impl IntoResponse {
@@ -119,7 +128,11 @@ async fn slow(State(id): State<Arc<String>>, Query(q): Query<BTreeMap<String, St
 }
 
 async fn fail(State(id): State<Arc<String>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let status = q.get("status").and_then(|v| v.parse::<u16>().ok()).and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = q
+        .get("status")
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(json!({"instance": *id, "status": status.as_u16()}))).into_response()
 }
 

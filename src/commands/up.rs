@@ -81,13 +81,19 @@ fn plan(config: &Config, arg: &ConfigArg) -> Vec<Spec> {
     };
     let mut specs = Vec::new();
     for i in config.instances.iter().filter(|i| i.caching_service_port.is_some()) {
-        specs.push(Spec { name: format!("caching-service-{}", i.id), args: with("caching-service", &["--ha-instance".to_owned(), i.id.clone()]) });
+        specs.push(Spec {
+            name: format!("caching-service-{}", i.id),
+            args: with("caching-service", &["--ha-instance".to_owned(), i.id.clone()]),
+        });
     }
     if config.instances.is_empty() && config.caching_service.enabled {
         specs.push(Spec { name: "caching-service".to_owned(), args: with("caching-service", &[]) });
     }
     for (n, port) in config.sample_service_ports.iter().enumerate() {
-        specs.push(Spec { name: format!("sample-{}", n + 1), args: with("sample-service", &["--port".to_owned(), port.to_string(), "--id".to_owned(), format!("sample-{}", n + 1)]) });
+        specs.push(Spec {
+            name: format!("sample-{}", n + 1),
+            args: with("sample-service", &["--port".to_owned(), port.to_string(), "--id".to_owned(), format!("sample-{}", n + 1)]),
+        });
     }
     for i in config.instances.iter().filter(|i| i.gateway_port.is_some()) {
         specs.push(Spec { name: format!("gateway-{}", i.id), args: with("gateway", &["--ha-instance".to_owned(), i.id.clone()]) });
@@ -105,7 +111,14 @@ fn plan(config: &Config, arg: &ConfigArg) -> Vec<Spec> {
 async fn supervise(exe: std::path::PathBuf, spec: Spec, mut stop: watch::Receiver<bool>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let mut child = match Command::new(&exe).args(&spec.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn() {
+        let mut child = match Command::new(&exe)
+            .args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("[{}] cannot start: {e}", spec.name);
@@ -217,7 +230,11 @@ fn write_sample_definition(config: &Config) -> anyhow::Result<()> {
 }
 
 fn print_banner(config: &Config, started: Instant) {
-    let (host, port) = if config.distributor.enabled { (config.distributor.address.clone(), config.distributor.port) } else { (config.gateway.host.clone(), config.gateway.port) };
+    let (host, port) = if config.distributor.enabled {
+        (config.distributor.address.clone(), config.distributor.port)
+    } else {
+        (config.gateway.host.clone(), config.gateway.port)
+    };
     let url = format!("https://{host}:{port}");
     let ca = config.certificates.certificate_authorities.first().map(|p| p.display().to_string()).unwrap_or_default();
     println!();
@@ -228,6 +245,8 @@ fn print_banner(config: &Config, started: Instant) {
     println!("[up] call the sample service with the token from the cookie:");
     println!("       curl --cacert {ca} -H 'Authorization: Bearer TOKEN' {url}/sample/api/v1/hello");
     println!("[up] or with Zowe CLI:");
-    println!("       zowe auth login apiml --host {host} --port {port} --user {DEMO_USER} --password PASSWORD --reject-unauthorized false --show-token");
+    println!(
+        "       zowe auth login apiml --host {host} --port {port} --user {DEMO_USER} --password PASSWORD --reject-unauthorized false --show-token"
+    );
     println!("[up] Ctrl-C stops everything.");
 }

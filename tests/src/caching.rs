@@ -48,7 +48,10 @@ impl CachingService {
             None
         };
         let port = free_port();
-        let redis_yaml = redis.as_ref().map(|r| format!("      redis:\n        masterNodeUri: \"{}\"\n        timeout: 2\n", r.uri())).unwrap_or_default();
+        let redis_yaml = redis
+            .as_ref()
+            .map(|r| format!("      redis:\n        masterNodeUri: \"{}\"\n        timeout: 2\n", r.uri()))
+            .unwrap_or_default();
         let yaml = format!(
             "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n  caching-service:\n    port: {port}\n{}    storage:\n      mode: {}\n{}{}",
             setup.service, setup.mode, setup.storage, redis_yaml

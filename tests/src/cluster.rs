@@ -80,7 +80,12 @@ impl Cluster {
     pub fn start_caching(&mut self) {
         let proc = self.ws.spawn("caching-service", &["caching-service", "-c", "zowe.yaml", "--ha-instance", "g1"]);
         let url = format!("https://127.0.0.1:{}/application/health", self.caching_port);
-        assert_eventually!(Duration::from_secs(20), self.http.get(&url).send().is_ok_and(|r| r.status() == 200), "caching service healthy\n{}", proc.logs());
+        assert_eventually!(
+            Duration::from_secs(20),
+            self.http.get(&url).send().is_ok_and(|r| r.status() == 200),
+            "caching service healthy\n{}",
+            proc.logs()
+        );
         self.caching = Some(proc);
     }
 
@@ -137,7 +142,11 @@ impl Cluster {
 
 /// The `apimlAuthenticationToken` of a login response.
 pub fn token_from(r: &Response) -> Option<String> {
-    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| v.strip_prefix("apimlAuthenticationToken=").map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("apimlAuthenticationToken=").map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
 }
 
 /// A `plexgate sample-service` instance on a free port.
@@ -160,7 +169,12 @@ impl Cluster {
     pub fn start_sample_on(&self, id: &str, port: u16) -> Sample {
         let proc = self.ws.spawn(&format!("sample-{id}"), &["sample-service", "-c", "zowe.yaml", "--port", &port.to_string(), "--id", id]);
         let url = format!("https://127.0.0.1:{port}/application/health");
-        assert_eventually!(Duration::from_secs(20), self.http.get(&url).send().is_ok_and(|r| r.status() == 200), "sample {id} up\n{}", proc.logs());
+        assert_eventually!(
+            Duration::from_secs(20),
+            self.http.get(&url).send().is_ok_and(|r| r.status() == 200),
+            "sample {id} up\n{}",
+            proc.logs()
+        );
         Sample { port, id: id.to_owned(), proc }
     }
 

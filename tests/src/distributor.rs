@@ -21,7 +21,7 @@ use crate::{Workspace, assert_eventually, free_port};
 
 /// A YAML file with no gateway, no caching service and the distributor off: the base for
 /// tests whose targets are [`Backend`]s.
-pub const NO_GATEWAYS_YAML: &str = "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway: {enabled: false}\n  caching-service: {enabled: false}\n  distributor: {enabled: false}\n";
+pub const NO_GATEWAYS_YAML: &str = "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway: {enabled: false, apiml: {security: {auth: {provider: users-file}}}}\n  caching-service: {enabled: false}\n  distributor: {enabled: false}\n";
 
 /// A running `plexgate distributor`.
 pub struct Dist {
@@ -42,15 +42,23 @@ impl Dist {
     /// indented 4 spaces under `components.distributor`); starts it; waits for its status.
     pub fn start(ws: &Workspace, base: &str, name: &str, section: &str) -> Dist {
         let (port, admin_port) = (free_port(), free_port());
-        let enabled = format!("  distributor:\n    enabled: true\n    address: 127.0.0.1\n    port: {port}\n    admin: {{port: {admin_port}}}\n{section}");
+        let enabled = format!(
+            "  distributor:\n    enabled: true\n    address: 127.0.0.1\n    port: {port}\n    admin: {{port: {admin_port}}}\n{section}"
+        );
         assert!(base.contains("  distributor: {enabled: false}\n"), "base YAML without the distributor line:\n{base}");
         let yaml = base.replace("  distributor: {enabled: false}\n", &enabled);
         let config = ws.write(&format!("{name}.yaml"), &yaml);
         let file = format!("{name}.yaml");
         let proc = ws.spawn(name, &["distributor", "-c", &file]);
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
-        let d = Dist { proc, port, admin_port, config, http };
-        assert_eventually!(Duration::from_secs(10), d.status().is_some(), "distributor {name} answers its status\n{}", d.proc.logs());
+        let mut d = Dist { proc, port, admin_port, config, http };
+        assert_eventually!(
+            Duration::from_secs(10),
+            d.status().is_some() || !d.proc.is_running(),
+            "distributor {name} answers its status\n{}",
+            d.proc.logs()
+        );
+        assert!(d.proc.is_running(), "distributor {name} exited:\n{}", d.proc.logs());
         d
     }
 
@@ -71,7 +79,10 @@ impl Dist {
     /// The status entry of target `name`.
     pub fn target(&self, name: &str) -> Value {
         let s = self.status().expect("status");
-        s["targets"].as_array().and_then(|t| t.iter().find(|t| t["name"] == name).cloned()).unwrap_or_else(|| panic!("no target {name} in {s}"))
+        s["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no target {name} in {s}"))
     }
 
     /// The health state of target `name` (`unverified`, `up`, `suspect`, `down`).
@@ -125,7 +136,8 @@ impl Conn {
         let mut reader = BufReader::new(&mut self.stream);
         let mut line = String::new();
         reader.read_line(&mut line)?;
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("status line `{line}`")))?;
+        let status: u16 =
+            line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("status line `{line}`")))?;
         let mut length = 0;
         loop {
             line.clear();
@@ -193,7 +205,8 @@ impl Backend {
     /// connection must start with a PROXY v2 header.
     pub fn spawn(ws: &Workspace, instance: &str, proxy_protocol: bool) -> Backend {
         let (cert, key) = ws.server_identity();
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert).expect("cert").map(|c| c.expect("cert PEM")).collect();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&cert).expect("cert").map(|c| c.expect("cert PEM")).collect();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -203,8 +216,13 @@ impl Backend {
             .expect("server config");
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
-        listener.set_nonblocking(true).expect("nonblocking");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        // A deep accept queue: the tests open thousands of connections in a burst.
+        let listener = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind backend");
+            socket.listen(4096).expect("listen")
+        });
         let port = listener.local_addr().expect("addr").port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let proxy_headers = Arc::new(Mutex::new(Vec::new()));
@@ -212,9 +230,7 @@ impl Backend {
         let body = serde_json::json!({"status": "UP", "instance": instance}).to_string();
         let (acc, headers) = (accepted.clone(), proxy_headers.clone());
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 let accept_loop = async {
                     while let Ok((tcp, _)) = listener.accept().await {
                         acc.fetch_add(1, Ordering::SeqCst);

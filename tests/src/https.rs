@@ -17,10 +17,14 @@ pub fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::Client
     for c in CertificateDer::pem_file_iter(ca).expect("read CA") {
         roots.add(c.expect("CA PEM")).expect("add CA");
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("versions").with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
     let mut config = match identity {
         Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).expect("read cert").map(|c| c.expect("cert PEM")).collect();
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_file_iter(cert).expect("read cert").map(|c| c.expect("cert PEM")).collect();
             builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).expect("read key")).expect("client auth")
         }
         None => builder.with_no_client_auth(),
@@ -40,7 +44,10 @@ pub fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::blocking:
 
 /// Percent-encodes one path segment.
 pub fn encode(segment: &str) -> String {
-    segment.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    segment
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 /// Sends `request` (raw HTTP/1.1 bytes, exactly as given: no client-side path normalisation)

@@ -35,7 +35,11 @@ pub fn fixture_certs() -> &'static Path {
     static DIR: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
     &DIR.get_or_init(|| {
         let ws = tempfile::Builder::new().prefix("plexgate-certs-").tempdir().expect("tempdir");
-        let out = Command::new(plexgate_bin()).args(["init", "certificate"]).current_dir(ws.path()).output().expect("run plexgate init certificate");
+        let out = Command::new(plexgate_bin())
+            .args(["init", "certificate"])
+            .current_dir(ws.path())
+            .output()
+            .expect("run plexgate init certificate");
         assert!(out.status.success(), "init certificate: {}", String::from_utf8_lossy(&out.stderr));
         let dir = ws.path().join("workspace/certificates");
         (ws, dir)

@@ -36,7 +36,11 @@ impl RedisServer {
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).current_dir(ws.path());
         let proc = Proc::spawn("redis-server", cmd, &ws.path().join(format!("redis-{port}.log")));
         let r = RedisServer { port, proc };
-        crate::assert_eventually!(Duration::from_secs(10), std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "redis-server on {port}");
+        crate::assert_eventually!(
+            Duration::from_secs(10),
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "redis-server on {port}"
+        );
         r
     }
 

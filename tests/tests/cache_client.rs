@@ -5,12 +5,17 @@ use std::time::{Duration, Instant};
 
 use plexgate_cache_client::{CacheClient, ClientError, ClientOptions, MapView};
 use plexgate_tests::caching::CachingService;
-use plexgate_tests::https::tls_config;
 use plexgate_tests::free_port;
+use plexgate_tests::https::tls_config;
 
 fn client_for(cs: &CachingService, urls: Vec<String>) -> CacheClient {
     let (cert, key) = cs.ws.client_identity();
-    let options = ClientOptions { connect_timeout: Duration::from_millis(300), request_timeout: Duration::from_secs(2), rounds: 2, backoff: Duration::from_millis(50) };
+    let options = ClientOptions {
+        connect_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(2),
+        rounds: 2,
+        backoff: Duration::from_millis(50),
+    };
     CacheClient::new(urls, tls_config(&cs.ws.ca(), Some((&cert, &key))), options).unwrap()
 }
 

@@ -78,7 +78,12 @@ fn case_evictions(cs: &CachingService) {
     let day = 24 * 3600 * 1000u64;
     post(&c, cs, "/cache-list/invalidTokens", json!({"key": "expired", "value": (now - 1000).to_string()}));
     post(&c, cs, "/cache-list/invalidTokens", json!({"key": "valid", "value": (now + day).to_string()}));
-    post(&c, cs, "/cache-list/invalidTokens", json!({"key": "zowe-format", "value": r#"{"tokenValue":"h","issuedAt":[2020,1,1,0,0],"expiresAt":[2021,11,15,15,13,18]}"#}));
+    post(
+        &c,
+        cs,
+        "/cache-list/invalidTokens",
+        json!({"key": "zowe-format", "value": r#"{"tokenValue":"h","issuedAt":[2020,1,1,0,0],"expiresAt":[2021,11,15,15,13,18]}"#}),
+    );
     post(&c, cs, "/cache-list/invalidUsers", json!({"key": "old", "value": (now - 91 * day).to_string()}));
     post(&c, cs, "/cache-list/invalidUsers", json!({"key": "recent", "value": (now - 89 * day).to_string()}));
     assert_eq!(c.delete(cs.api("/cache-list/evict/tokens/invalidTokens")).send().unwrap().status(), 204);
@@ -159,7 +164,11 @@ fn case_size_limit_remove_oldest(cs: &CachingService) {
     let mut keys: Vec<_> = all.as_object().unwrap().keys().cloned().collect();
     keys.sort();
     assert_eq!(keys, ["k3", "k4"], "size 3: the oldest entries went");
-    assert_eq!(c.get(cs.api("/cache-list/m")).send().unwrap().json::<Value>().unwrap(), json!({"revocation": "v"}), "map entries are never evicted");
+    assert_eq!(
+        c.get(cs.api("/cache-list/m")).send().unwrap().json::<Value>().unwrap(),
+        json!({"revocation": "v"}),
+        "map entries are never evicted"
+    );
 }
 
 /// Reads feed lines from a streaming response.
@@ -202,7 +211,10 @@ fn case_change_feed(cs: &CachingService) {
     post(&c, cs, "/cache-list/invalidUsers", json!({"key": "u", "value": "7"}));
     post(&c, cs, "/cache-list/invalidTokens", json!({"key": "after", "value": "no expiry either"}));
     let e1 = feed.next_event();
-    assert_eq!((e1["type"].as_str(), e1["map"].as_str(), e1["op"].as_str(), e1["key"].as_str(), e1["value"].as_str()), (Some("change"), Some("invalidUsers"), Some("put"), Some("u"), Some("7")));
+    assert_eq!(
+        (e1["type"].as_str(), e1["map"].as_str(), e1["op"].as_str(), e1["key"].as_str(), e1["value"].as_str()),
+        (Some("change"), Some("invalidUsers"), Some("put"), Some("u"), Some("7"))
+    );
     let e2 = feed.next_event();
     assert_eq!(e2["key"], "after");
     assert!(e2["revision"].as_u64().unwrap() > e1["revision"].as_u64().unwrap() && e1["revision"].as_u64().unwrap() > r0);
@@ -283,7 +295,12 @@ fn no_or_untrusted_client_certificate_gets_403() {
 
 #[test]
 fn identity_headers_from_a_non_gateway_certificate_are_refused() {
-    let cs = CachingService::start_with(Setup { mode: "inMemory", storage: "", service: "    trustedGateways: [\"CN=some-other-gateway, O=plexgate\"]\n" }).unwrap();
+    let cs = CachingService::start_with(Setup {
+        mode: "inMemory",
+        storage: "",
+        service: "    trustedGateways: [\"CN=some-other-gateway, O=plexgate\"]\n",
+    })
+    .unwrap();
     let c = cs.ws.client();
     let spoofed = c.get(cs.api("/cache")).header("X-Certificate-DistinguishedName", "CN=admin").send().unwrap();
     zowe_error(spoofed, 403, "ZWEAT403E");
@@ -353,7 +370,12 @@ fn redis_down_at_start_and_mid_run_answers_503_and_recovers() {
     let c = ws.client();
     let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
     // Up, but not healthy, while Redis is down; API calls get a Zowe 503.
-    assert_eventually!(Duration::from_secs(20), c.get(url("/application/health")).send().is_ok_and(|r| r.status() == 503), "health 503 while redis is down\n{}", p.logs());
+    assert_eventually!(
+        Duration::from_secs(20),
+        c.get(url("/application/health")).send().is_ok_and(|r| r.status() == 503),
+        "health 503 while redis is down\n{}",
+        p.logs()
+    );
     zowe_error(c.get(url("/cachingservice/api/v1/cache")).send().unwrap(), 503, "ZWECS152E");
     // Redis comes up: recovered, no restart.
     let mut redis = plexgate_tests::redis::RedisServer::start_on(&ws, redis_port);
@@ -365,7 +387,11 @@ fn redis_down_at_start_and_mid_run_answers_503_and_recovers() {
     );
     // Redis dies mid-run: 503 with a Zowe body, then back when it returns.
     redis.kill();
-    assert_eventually!(Duration::from_secs(20), c.get(url("/cachingservice/api/v1/cache/k")).send().is_ok_and(|r| r.status() == 503), "503 after redis died");
+    assert_eventually!(
+        Duration::from_secs(20),
+        c.get(url("/cachingservice/api/v1/cache/k")).send().is_ok_and(|r| r.status() == 503),
+        "503 after redis died"
+    );
     zowe_error(c.get(url("/cachingservice/api/v1/cache/k")).send().unwrap(), 503, "ZWECS152E");
     let _redis = plexgate_tests::redis::RedisServer::start_on(&ws, redis_port);
     assert_eventually!(

@@ -52,7 +52,12 @@ fn hot_standby_fails_over_and_switches_back_only_with_auto_switch_back() {
     // It comes back: with autoSwitchBack new connections return to it, without they stay.
     c.start_gateway(0);
     let restarted = Instant::now();
-    assert_eventually!(Duration::from_secs(5), instance_via(back.port, &tls).as_deref() == Ok("g1"), "autoSwitchBack: back to g1\n{}", back.proc.logs());
+    assert_eventually!(
+        Duration::from_secs(5),
+        instance_via(back.port, &tls).as_deref() == Ok("g1"),
+        "autoSwitchBack: back to g1\n{}",
+        back.proc.logs()
+    );
     eprintln!("autoSwitchBack: new connections on g1 {:?} after it reported UP", restarted.elapsed());
     assert_eq!(spread(back.port, &tls, 20), (counts(&[("g1", 20)]), vec![]));
     assert_eq!(on_backup.instance().unwrap(), "g2", "an existing connection is not moved by the switch");
@@ -195,7 +200,8 @@ fn five_thousand_idle_connections_are_held_without_errors() {
     let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: {}}}]\n{FAST_HEALTH}", backend.address()));
     let n = 5000;
     let started = Instant::now();
-    let conns: Vec<TcpStream> = (0..n).map(|i| TcpStream::connect(("127.0.0.1", d.port)).unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
+    let conns: Vec<TcpStream> =
+        (0..n).map(|i| TcpStream::connect(("127.0.0.1", d.port)).unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
     assert_eventually!(Duration::from_secs(20), d.status().unwrap()["active"] == n, "{n} open: {}", d.status().unwrap());
     eprintln!("{n} connections open through the distributor in {:?}", started.elapsed());
     assert_eq!(d.target(&backend.address())["active"], n);
@@ -216,7 +222,11 @@ fn connection_limits_in_total_and_per_target_are_enforced() {
     let ws = Workspace::with_certs();
     let tls = tls_client(&ws);
     let (b1, b2) = (Backend::spawn(&ws, "b1", false), Backend::spawn(&ws, "b2", false));
-    let section = format!("    targets: [{{address: {}}}, {{address: {}}}]\n    maxConnections: 2\n    maxConnectionsPerTarget: 1\n{FAST_HEALTH}", b1.address(), b2.address());
+    let section = format!(
+        "    targets: [{{address: {}}}, {{address: {}}}]\n    maxConnections: 2\n    maxConnectionsPerTarget: 1\n{FAST_HEALTH}",
+        b1.address(),
+        b2.address()
+    );
     let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &section);
     let mut first = Conn::open(d.port, &tls).expect("first");
     assert_eq!(first.instance().unwrap(), "b1");
@@ -236,7 +246,12 @@ fn proxy_protocol_v2_tells_the_target_the_client_address() {
     let ws = Workspace::with_certs();
     let tls = tls_client(&ws);
     let backend = Backend::spawn(&ws, "b1", true);
-    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: {}}}]\n    proxyProtocol: true\n{FAST_HEALTH}", backend.address()));
+    let d = Dist::start(
+        &ws,
+        NO_GATEWAYS_YAML,
+        "dist",
+        &format!("    targets: [{{address: {}}}]\n    proxyProtocol: true\n{FAST_HEALTH}", backend.address()),
+    );
     d.wait_state(&backend.address(), "up", Duration::from_secs(5));
     let mut conn = Conn::open(d.port, &tls).expect("connect");
     assert_eq!(conn.instance().unwrap(), "b1");
@@ -257,7 +272,12 @@ fn sigterm_stops_accepting_lets_open_connections_finish_and_exits_0() {
     let ws = Workspace::with_certs();
     let tls = tls_client(&ws);
     let backend = Backend::spawn(&ws, "b1", false);
-    let mut d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: {}}}]\n    drainTimeout: 20s\n{FAST_HEALTH}", backend.address()));
+    let mut d = Dist::start(
+        &ws,
+        NO_GATEWAYS_YAML,
+        "dist",
+        &format!("    targets: [{{address: {}}}]\n    drainTimeout: 20s\n{FAST_HEALTH}", backend.address()),
+    );
     let mut open = Conn::open(d.port, &tls).expect("connect");
     assert_eq!(open.instance().unwrap(), "b1");
     d.proc.signal("TERM");

@@ -89,7 +89,13 @@ fn a_logout_on_one_gateway_is_honoured_by_the_other_within_a_second() {
 #[test]
 fn personal_access_tokens_are_issued_validated_and_revoked_across_gateways() {
     let c = Cluster::start(ClusterSetup::default());
-    let r = c.http.post(c.auth(0, "/access-token/generate")).basic_auth("bob", Some(PASSWORD)).json(&json!({"validity": 500, "scopes": ["Service1", "SERVICE2"]})).send().unwrap();
+    let r = c
+        .http
+        .post(c.auth(0, "/access-token/generate"))
+        .basic_auth("bob", Some(PASSWORD))
+        .json(&json!({"validity": 500, "scopes": ["Service1", "SERVICE2"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let pat = r.text().unwrap();
@@ -97,14 +103,24 @@ fn personal_access_tokens_are_issued_validated_and_revoked_across_gateways() {
     assert_eq!((cl["iss"].as_str(), cl["auth.prov"].as_str(), cl["sub"].as_str()), (Some("APIML_PAT"), Some("APIML"), Some("bob")));
     assert_eq!(cl["scopes"], json!(["service1", "service2"]));
     assert_eq!(cl["exp"].as_u64().unwrap() - cl["iat"].as_u64().unwrap(), 90 * 86_400, "validity capped at 90 days");
-    let validate = |i: usize, service: &str| c.http.post(c.auth(i, "/access-token/validate")).json(&json!({"token": pat, "serviceId": service})).send().unwrap();
+    let validate = |i: usize, service: &str| {
+        c.http.post(c.auth(i, "/access-token/validate")).json(&json!({"token": pat, "serviceId": service})).send().unwrap()
+    };
     assert_eq!(validate(1, "SERVICE1").status(), 204);
     let other = validate(1, "service3");
     assert_eq!(other.status(), 401);
     assert!(other.text().unwrap().is_empty(), "a scope mismatch is Zowe's empty 401");
     // A login token also works to generate; the bad bodies are refused.
     let token = c.login(1, "bob", PASSWORD);
-    let generate = |body: &str| c.http.post(c.auth(1, "/access-token/generate")).bearer_auth(&token).header("content-type", "application/json").body(body.to_owned()).send().unwrap();
+    let generate = |body: &str| {
+        c.http
+            .post(c.auth(1, "/access-token/generate"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
     assert_eq!(generate(r#"{"validity": 0, "scopes": ["a"]}"#).status(), 200);
     zowe_error(generate(r#"{"validity": 1, "scopes": []}"#), 400, "ZWEAT606E");
     zowe_error(generate(r#"{"validity": 1}"#), 400, "ZWEAT606E");
@@ -124,11 +140,19 @@ fn personal_access_tokens_are_issued_validated_and_revoked_across_gateways() {
 fn user_and_scope_rules_revoke_exactly_the_tokens_issued_at_or_before_them() {
     let c = Cluster::start(ClusterSetup::default());
     let generate = |i: usize, user: &str, scopes: Value| {
-        let r = c.http.post(c.auth(i, "/access-token/generate")).basic_auth(user, Some(PASSWORD)).json(&json!({"validity": 1, "scopes": scopes})).send().unwrap();
+        let r = c
+            .http
+            .post(c.auth(i, "/access-token/generate"))
+            .basic_auth(user, Some(PASSWORD))
+            .json(&json!({"validity": 1, "scopes": scopes}))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.text().unwrap()
     };
-    let valid = |i: usize, pat: &str, service: &str| c.http.post(c.auth(i, "/access-token/validate")).json(&json!({"token": pat, "serviceId": service})).send().unwrap().status() == 204;
+    let valid = |i: usize, pat: &str, service: &str| {
+        c.http.post(c.auth(i, "/access-token/validate")).json(&json!({"token": pat, "serviceId": service})).send().unwrap().status() == 204
+    };
     let old_bob = generate(0, "bob", json!(["svc"]));
     let old_alice = generate(0, "alice", json!(["svc", "other"]));
     let old_alice_other = generate(0, "alice", json!(["other"]));
@@ -137,16 +161,61 @@ fn user_and_scope_rules_revoke_exactly_the_tokens_issued_at_or_before_them() {
     next_second(SystemTime::now());
     let new_bob = generate(1, "bob", json!(["svc"]));
     // Non-admins may not make rules for others; a rule without an id is a 400.
-    zowe_error(c.http.delete(c.auth(0, "/access-token/revoke/tokens/user")).basic_auth("bob", Some(PASSWORD)).json(&json!({"userId": "alice"})).send().unwrap(), 403, "ZWEAT403E");
-    zowe_error(c.http.delete(c.auth(0, "/access-token/revoke/tokens/user")).basic_auth("alice", Some(PASSWORD)).json(&json!({"timestamp": at})).send().unwrap(), 400, "ZWEAT607E");
-    zowe_error(c.http.delete(c.auth(0, "/access-token/revoke/tokens/scope")).basic_auth("alice", Some(PASSWORD)).json(&json!({"serviceId": ""})).send().unwrap(), 400, "ZWEAT607E");
+    zowe_error(
+        c.http
+            .delete(c.auth(0, "/access-token/revoke/tokens/user"))
+            .basic_auth("bob", Some(PASSWORD))
+            .json(&json!({"userId": "alice"}))
+            .send()
+            .unwrap(),
+        403,
+        "ZWEAT403E",
+    );
+    zowe_error(
+        c.http
+            .delete(c.auth(0, "/access-token/revoke/tokens/user"))
+            .basic_auth("alice", Some(PASSWORD))
+            .json(&json!({"timestamp": at}))
+            .send()
+            .unwrap(),
+        400,
+        "ZWEAT607E",
+    );
+    zowe_error(
+        c.http
+            .delete(c.auth(0, "/access-token/revoke/tokens/scope"))
+            .basic_auth("alice", Some(PASSWORD))
+            .json(&json!({"serviceId": ""}))
+            .send()
+            .unwrap(),
+        400,
+        "ZWEAT607E",
+    );
     // A user rule on g1 at `at`: bob's old token goes everywhere, his new one stays.
-    assert_eq!(c.http.delete(c.auth(0, "/access-token/revoke/tokens/user")).basic_auth("alice", Some(PASSWORD)).json(&json!({"userId": "bob", "timestamp": at})).send().unwrap().status(), 204);
+    assert_eq!(
+        c.http
+            .delete(c.auth(0, "/access-token/revoke/tokens/user"))
+            .basic_auth("alice", Some(PASSWORD))
+            .json(&json!({"userId": "bob", "timestamp": at}))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eventually!(Duration::from_secs(1), !valid(1, &old_bob, "svc"), "user rule honoured on g2");
     assert!(valid(1, &new_bob, "svc") && valid(0, &new_bob, "svc"), "a token issued after the rule still works");
     assert!(valid(1, &old_alice, "svc"));
     // A scope rule on g2: every old token for `svc` goes, tokens for other services stay.
-    assert_eq!(c.http.delete(c.auth(1, "/access-token/revoke/tokens/scope")).basic_auth("alice", Some(PASSWORD)).json(&json!({"serviceId": "SVC", "timestamp": at})).send().unwrap().status(), 204);
+    assert_eq!(
+        c.http
+            .delete(c.auth(1, "/access-token/revoke/tokens/scope"))
+            .basic_auth("alice", Some(PASSWORD))
+            .json(&json!({"serviceId": "SVC", "timestamp": at}))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eventually!(Duration::from_secs(1), !valid(0, &old_alice, "svc"), "scope rule honoured on g1");
     assert!(valid(0, &old_alice_other, "other"), "a token for another service still works");
     assert!(valid(0, &new_bob, "svc"), "a token issued after the scope rule still works");
@@ -177,7 +246,11 @@ fn a_gateway_started_after_a_logout_rejects_the_token_from_its_first_request() {
 
 #[test]
 fn with_the_caching_service_down_revocations_hold_until_the_staleness_bound_then_503_and_recovery() {
-    let mut c = Cluster::start(ClusterSetup { storage: "durable", gateway_yaml: "    revocation: {stalenessBound: 2s}\n".to_owned(), ..ClusterSetup::default() });
+    let mut c = Cluster::start(ClusterSetup {
+        storage: "durable",
+        gateway_yaml: "    revocation: {stalenessBound: 2s}\n".to_owned(),
+        ..ClusterSetup::default()
+    });
     let valid = c.login(0, "alice", PASSWORD);
     let revoked = c.login(0, "bob", PASSWORD);
     assert_eq!(c.http.post(c.auth(0, "/logout")).bearer_auth(&revoked).send().unwrap().status(), 204);
@@ -204,7 +277,12 @@ fn with_the_caching_service_down_revocations_hold_until_the_staleness_bound_then
 
 #[test]
 fn login_errors_follow_the_contract() {
-    let c = Cluster::start(ClusterSetup { gateways: 1, start_gateways: 1, gateway_yaml: "    loginRateLimit: {maxFailuresPerUser: 3, maxFailuresPerAddress: 50, window: 1m}\n".to_owned(), ..ClusterSetup::default() });
+    let c = Cluster::start(ClusterSetup {
+        gateways: 1,
+        start_gateways: 1,
+        gateway_yaml: "    loginRateLimit: {maxFailuresPerUser: 3, maxFailuresPerAddress: 50, window: 1m}\n".to_owned(),
+        ..ClusterSetup::default()
+    });
     let login = c.auth(0, "/login");
     let bad = c.http.post(&login).basic_auth("alice", Some("wrong")).send().unwrap();
     assert_eq!(bad.headers()["www-authenticate"], "Basic realm=\"Realm\"");
@@ -250,19 +328,39 @@ fn passwords_and_tokens_never_appear_in_the_logs() {
     let token = c.login(0, "alice", PASSWORD);
     assert_eq!(c.query(1, &token).status(), 200);
     let _ = c.http.post(c.auth(0, "/login")).basic_auth("alice", Some("a-wrong-secret-password")).send().unwrap();
-    let pat = c.http.post(c.auth(1, "/access-token/generate")).bearer_auth(&token).json(&json!({"validity": 1, "scopes": ["x"]})).send().unwrap().text().unwrap();
+    let pat = c
+        .http
+        .post(c.auth(1, "/access-token/generate"))
+        .bearer_auth(&token)
+        .json(&json!({"validity": 1, "scopes": ["x"]}))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert_eq!(c.http.delete(c.auth(0, "/access-token/revoke")).json(&json!({"token": pat})).send().unwrap().status(), 204);
     assert_eq!(c.http.post(c.auth(1, "/logout")).bearer_auth(&token).send().unwrap().status(), 204);
     let logs = c.all_logs();
     assert!(logs.contains("login"), "the logs do record logins:\n{logs}");
-    for secret in [PASSWORD, "a-wrong-secret-password", token.as_str(), pat.as_str(), token.split('.').nth(2).unwrap(), pat.split('.').nth(2).unwrap()] {
+    for secret in [
+        PASSWORD,
+        "a-wrong-secret-password",
+        token.as_str(),
+        pat.as_str(),
+        token.split('.').nth(2).unwrap(),
+        pat.split('.').nth(2).unwrap(),
+    ] {
         assert!(!logs.contains(secret), "a secret appears in the logs");
     }
 }
 
 #[test]
 fn sigterm_drains_the_gateway_and_it_exits_0() {
-    let mut c = Cluster::start(ClusterSetup { gateways: 1, start_gateways: 1, gateway_yaml: "    shutdown: {grace: 1s, timeout: 5s}\n".to_owned(), ..ClusterSetup::default() });
+    let mut c = Cluster::start(ClusterSetup {
+        gateways: 1,
+        start_gateways: 1,
+        gateway_yaml: "    shutdown: {grace: 1s, timeout: 5s}\n".to_owned(),
+        ..ClusterSetup::default()
+    });
     let token = c.login(0, "alice", PASSWORD);
     let g = c.gateways[0].as_mut().unwrap();
     g.signal("TERM");

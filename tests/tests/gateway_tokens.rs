@@ -233,6 +233,14 @@ fn forgeries(f: &Forger, m: &Material, claims: &Value, invalid: &'static str) ->
         replace_part(&good, 0, &b64(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string())),
     );
     refuse("no alg, validly signed", f.token_with_header(&json!({"typ": "JWT", "kid": kid}), claims));
+    refuse(
+        "unknown crit extension, validly signed",
+        f.token_with_header(&json!({"alg": "RS256", "typ": "JWT", "kid": kid, "crit": ["urn:x:unknown"]}), claims),
+    );
+    refuse(
+        "crit b64=false, validly signed",
+        f.token_with_header(&json!({"alg": "RS256", "typ": "JWT", "kid": kid, "crit": ["b64"], "b64": false}), claims),
+    );
     refuse("RS256 with an empty signature", format!("{}.", forge::signing_input(&f.header(), claims)));
 
     // Algorithm confusion: the public key as an HMAC secret, in every form it is published in.
@@ -366,6 +374,8 @@ fn bad_claims(f: &Forger, claims: &Value, invalid: &'static str, expired: &'stat
         case("sub a number", t(&|c| c["sub"] = json!(42)), 401, invalid),
         case("exp a string", t(&|c| c["exp"] = json!((now + 3600).to_string())), 401, invalid),
         case("exp negative", t(&|c| c["exp"] = json!(-1)), 401, invalid),
+        case("exp u64::MAX (overflow bait)", t(&|c| c["exp"] = json!(u64::MAX)), 401, invalid),
+        case("exp far beyond the longest lifetime", t(&|c| c["exp"] = json!(now + 400 * 86_400)), 401, invalid),
     ];
     cases.push(case("a signed token over 8 KiB", token_at_limit(f, true), 401, invalid));
     cases

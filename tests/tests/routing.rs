@@ -51,7 +51,10 @@ fn routes_round_robin_with_exact_paths_and_forwarding_headers() {
     assert_eq!(v["query"], "x=%2F&y=1+2");
     assert_eq!(v["bodyLength"], 5);
     let h = &v["headers"];
-    assert!(h.get("x-certificate-distinguishedname").is_none() && h.get("x-certificate-commonname").is_none(), "client X-Certificate-* stripped: {h}");
+    assert!(
+        h.get("x-certificate-distinguishedname").is_none() && h.get("x-certificate-commonname").is_none(),
+        "client X-Certificate-* stripped: {h}"
+    );
     assert!(h.get("x-drop-me").is_none(), "headers named in Connection are hop-by-hop: {h}");
     assert_eq!(h["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "https");
@@ -74,8 +77,17 @@ fn paths_that_step_out_of_the_route_are_refused() {
     c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
     c.start_gateway(0);
     // Sent raw: an HTTP client library would normalise these paths before sending.
-    for bad in ["/sample/api/v1/%2e%2e/%2e%2e/application/health", "/sample/api/v1/echo/%2E%2e/x", "/sample/api/v1/.%2e/secret", "/sample/api/v1/../../application/health"] {
-        let answer = plexgate_tests::https::raw_request(&c.ws.ca(), c.ports[0], format!("GET {bad} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes());
+    for bad in [
+        "/sample/api/v1/%2e%2e/%2e%2e/application/health",
+        "/sample/api/v1/echo/%2E%2e/x",
+        "/sample/api/v1/.%2e/secret",
+        "/sample/api/v1/../../application/health",
+    ] {
+        let answer = plexgate_tests::https::raw_request(
+            &c.ws.ca(),
+            c.ports[0],
+            format!("GET {bad} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         assert!(answer.starts_with("HTTP/1.1 400"), "{bad}: {answer}");
         assert!(answer.contains("ZWEAO400E"), "{bad}: {answer}");
     }
@@ -102,7 +114,16 @@ fn zowe_jwt_requires_a_login_token_or_a_pat_for_the_service_and_passes_it_on() {
     assert_eq!(v["headers"]["authorization"], format!("Bearer {token}"));
     assert!(v["headers"]["cookie"].as_str().unwrap().contains(&format!("apimlAuthenticationToken={token}")));
     // PATs: only for the services in their scopes; by header, cookie or Bearer.
-    let pat = |scopes: Value| c.http.post(c.auth(0, "/access-token/generate")).basic_auth("bob", Some(PASSWORD)).json(&json!({"validity": 1, "scopes": scopes})).send().unwrap().text().unwrap();
+    let pat = |scopes: Value| {
+        c.http
+            .post(c.auth(0, "/access-token/generate"))
+            .basic_auth("bob", Some(PASSWORD))
+            .json(&json!({"validity": 1, "scopes": scopes}))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
     let good = pat(json!(["sample"]));
     let other = pat(json!(["elsewhere"]));
     assert_eq!(c.http.get(&url).header("PRIVATE-TOKEN", &good).send().unwrap().json::<Value>().unwrap()["user"], "bob");
@@ -111,7 +132,11 @@ fn zowe_jwt_requires_a_login_token_or_a_pat_for_the_service_and_passes_it_on() {
     zowe_error(c.http.get(&url).header("PRIVATE-TOKEN", &other).send().unwrap(), 401, "ZWEAO402E");
     // Logged out on g1: refused on g2 too.
     assert_eq!(c.http.post(c.auth(0, "/logout")).bearer_auth(&token).send().unwrap().status(), 204);
-    assert_eventually!(Duration::from_secs(1), c.http.get(&url).bearer_auth(&token).send().unwrap().status() == 401, "logout honoured on routes");
+    assert_eventually!(
+        Duration::from_secs(1),
+        c.http.get(&url).bearer_auth(&token).send().unwrap().status() == 401,
+        "logout honoured on routes"
+    );
 }
 
 #[test]

@@ -24,7 +24,8 @@ fn zowe_bin() -> Option<PathBuf> {
 }
 
 fn zowe(bin: &PathBuf, home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin).args(args).env("ZOWE_CLI_HOME", home).env("FORCE_COLOR", "0").stdin(Stdio::null()).output().expect("run zowe");
+    let out =
+        Command::new(bin).args(args).env("ZOWE_CLI_HOME", home).env("FORCE_COLOR", "0").stdin(Stdio::null()).output().expect("run zowe");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -35,12 +36,49 @@ fn zowe_cli_logs_in_and_out_through_plexgate() {
     let home = c.ws.path().join("zowe-home");
     std::fs::create_dir_all(&home).unwrap();
     let (p1, p2) = (c.ports[0].to_string(), c.ports[1].to_string());
-    let (code, out, err) = zowe(&bin, &home, &["auth", "login", "apiml", "--host", "127.0.0.1", "--port", &p1, "--user", "alice", "--password", PASSWORD, "--reject-unauthorized", "false", "--show-token"]);
+    let (code, out, err) = zowe(
+        &bin,
+        &home,
+        &[
+            "auth",
+            "login",
+            "apiml",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &p1,
+            "--user",
+            "alice",
+            "--password",
+            PASSWORD,
+            "--reject-unauthorized",
+            "false",
+            "--show-token",
+        ],
+    );
     assert_eq!(code, 0, "login\n{out}\n{err}");
     assert!(out.contains("Login successful"), "{out}");
     let token = out.lines().map(str::trim).find(|l| l.starts_with("eyJ")).expect("the token is printed").to_owned();
     assert_eq!(c.query(1, &token).status(), 200, "the CLI's token works on the other gateway");
-    let (code, out, err) = zowe(&bin, &home, &["auth", "logout", "apiml", "--host", "127.0.0.1", "--port", &p2, "--token-type", "apimlAuthenticationToken", "--token-value", &token, "--reject-unauthorized", "false"]);
+    let (code, out, err) = zowe(
+        &bin,
+        &home,
+        &[
+            "auth",
+            "logout",
+            "apiml",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &p2,
+            "--token-type",
+            "apimlAuthenticationToken",
+            "--token-value",
+            &token,
+            "--reject-unauthorized",
+            "false",
+        ],
+    );
     assert_eq!(code, 0, "logout\n{out}\n{err}");
     assert!(out.contains("Logout successful"), "{out}");
     assert_eventually!(Duration::from_secs(1), c.query(0, &token).status() == 401, "the token is rejected after the CLI's logout");

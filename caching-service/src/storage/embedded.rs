@@ -76,14 +76,20 @@ impl Embedded {
     }
 
     /// Runs `f` with the database on the blocking pool.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Database, Limits) -> Result<T, CacheError> + Send + 'static) -> Result<T, CacheError> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, Limits) -> Result<T, CacheError> + Send + 'static,
+    ) -> Result<T, CacheError> {
         let db = self.db.clone();
         let limits = self.limits;
         tokio::task::spawn_blocking(move || f(&db, limits)).await.map_err(|e| CacheError::Internal(e.to_string()))?
     }
 
     /// Runs a write transaction on the blocking pool; publishes the new revision after commit.
-    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&WriteTransaction, Limits) -> Result<T, CacheError> + Send + 'static) -> Result<T, CacheError> {
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction, Limits) -> Result<T, CacheError> + Send + 'static,
+    ) -> Result<T, CacheError> {
         let (out, rev) = self
             .blocking(move |db, limits| {
                 let mut txn = db.begin_write()?;
@@ -148,7 +154,11 @@ fn record(txn: &WriteTransaction, limits: Limits, ns: &str, map: &str, op: Op) -
     Ok(())
 }
 
-fn read_map(maps: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static str>, ns: &str, map: &str) -> Result<MapEntries, CacheError> {
+fn read_map(
+    maps: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static str>,
+    ns: &str,
+    map: &str,
+) -> Result<MapEntries, CacheError> {
     let mut out = MapEntries::new();
     for item in maps.range::<(&str, &str, &str)>((ns, map, "")..)? {
         let (k, v) = item?;

@@ -133,6 +133,10 @@ pub trait Storage: Send + Sync + 'static {
     fn revisions(&self) -> watch::Receiver<u64>;
     /// Entries held (the counting rule's number).
     async fn len(&self) -> Result<u64, CacheError>;
+    /// Whether nothing is held.
+    async fn is_empty(&self) -> Result<bool, CacheError> {
+        Ok(self.len().await? == 0)
+    }
     /// Whether the store answers.
     async fn health(&self) -> Result<(), CacheError>;
     /// A name for logs and health: `inMemory`, `durable`, `redis`.

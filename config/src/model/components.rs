@@ -247,7 +247,11 @@ pub struct LoginRateLimit {
 
 impl Default for LoginRateLimit {
     fn default() -> LoginRateLimit {
-        LoginRateLimit { max_failures_per_user: DEFAULT_MAX_FAILURES_PER_USER, max_failures_per_address: DEFAULT_MAX_FAILURES_PER_ADDRESS, window: DEFAULT_RATE_LIMIT_WINDOW }
+        LoginRateLimit {
+            max_failures_per_user: DEFAULT_MAX_FAILURES_PER_USER,
+            max_failures_per_address: DEFAULT_MAX_FAILURES_PER_ADDRESS,
+            window: DEFAULT_RATE_LIMIT_WINDOW,
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::OriginalUri;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -29,7 +29,13 @@ struct LoginBody {
 }
 
 /// `POST /login`: basic auth or a JSON body; 204 with the token in `apimlAuthenticationToken`.
-pub async fn login(State(g): St, Extension(addr): Extension<ClientAddr>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Body) -> Result<Response, GatewayError> {
+pub async fn login(
+    State(g): St,
+    Extension(addr): Extension<ClientAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
     let path = uri.path();
     let invalid = || GatewayError::InvalidLoginInput(path.to_owned());
     let (user, password) = match basic_credentials(&headers) {
@@ -76,7 +82,9 @@ pub async fn query(State(g): St, OriginalUri(uri): OriginalUri, headers: HeaderM
     let path = uri.path();
     let token = login_token(&headers).ok_or_else(|| GatewayError::TokenNotProvided(path.to_owned()))?;
     let (c, _) = g.verify(&token, Kind::Login, path).await?;
-    Ok(Json(json!({"domain": c.dom.unwrap_or_default(), "userId": c.sub, "creation": c.iat * 1000, "expiration": c.exp * 1000})))
+    Ok(Json(
+        json!({"domain": c.dom.unwrap_or_default(), "userId": c.sub, "creation": c.iat.saturating_mul(1000), "expiration": c.exp.saturating_mul(1000)}),
+    ))
 }
 
 /// `GET /keys/public/all`.

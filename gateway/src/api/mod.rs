@@ -8,13 +8,13 @@ mod services;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::Extension;
-use axum::extract::State;
 use axum::routing::{delete, get, post};
 use http_body_util::BodyExt;
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::OriginalUri;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -29,7 +29,13 @@ async fn json_body(body: Body, err: GatewayError) -> Result<Value, GatewayError>
 }
 
 /// `POST /access-token/generate`: `{"validity": days, "scopes": [...]}` -> the PAT as text.
-pub async fn generate(State(g): St, Extension(addr): Extension<ClientAddr>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Body) -> Result<Response, GatewayError> {
+pub async fn generate(
+    State(g): St,
+    Extension(addr): Extension<ClientAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
     let user = g.caller(&headers, addr.0, uri.path()).await?;
     #[derive(Deserialize)]
     struct Req {
@@ -47,7 +53,8 @@ pub async fn generate(State(g): St, Extension(addr): Extension<ClientAddr>, Orig
     if scopes.is_empty() {
         return Err(GatewayError::PatNoScopes);
     }
-    let (token, claims) = g.tokens.issue_pat(&user, req.validity, &scopes).map_err(|e| GatewayError::Internal(format!("cannot sign the token: {e}")))?;
+    let (token, claims) =
+        g.tokens.issue_pat(&user, req.validity, &scopes).map_err(|e| GatewayError::Internal(format!("cannot sign the token: {e}")))?;
     tracing::info!(user, scopes = ?claims.scopes, days = (claims.exp - claims.iat) / 86_400, "personal access token issued");
     let mut resp = (StatusCode::OK, token).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -102,10 +109,20 @@ fn timestamp(v: &Value) -> Result<u64, GatewayError> {
 }
 
 /// `DELETE /access-token/revoke/tokens`: every token of the caller issued at or before the timestamp.
-pub async fn revoke_own(State(g): St, Extension(addr): Extension<ClientAddr>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Body) -> Result<StatusCode, GatewayError> {
+pub async fn revoke_own(
+    State(g): St,
+    Extension(addr): Extension<ClientAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, GatewayError> {
     let user = g.caller(&headers, addr.0, uri.path()).await?;
     let bytes = small_body(body).await.ok_or(GatewayError::RevokeBodyInvalid)?;
-    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) { Value::Null } else { serde_json::from_slice(&bytes).map_err(|_| GatewayError::RevokeBodyInvalid)? };
+    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).map_err(|_| GatewayError::RevokeBodyInvalid)?
+    };
     let at = timestamp(&v)?;
     g.revocations.revoke_user(&user, at).await?;
     tracing::info!(user, at, "tokens of the user revoked by the user");
@@ -122,7 +139,13 @@ async fn admin(g: &Gateway, headers: &HeaderMap, addr: ClientAddr, path: &str) -
 }
 
 /// `DELETE /access-token/revoke/tokens/user` (admin): `{"userId", "timestamp"?}`.
-pub async fn revoke_user(State(g): St, Extension(addr): Extension<ClientAddr>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Body) -> Result<StatusCode, GatewayError> {
+pub async fn revoke_user(
+    State(g): St,
+    Extension(addr): Extension<ClientAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, GatewayError> {
     let by = admin(&g, &headers, addr, uri.path()).await?;
     let v = json_body(body, GatewayError::RevokeBodyInvalid).await?;
     let user = v["userId"].as_str().filter(|s| !s.trim().is_empty()).ok_or(GatewayError::RevokeBodyInvalid)?;
@@ -133,7 +156,13 @@ pub async fn revoke_user(State(g): St, Extension(addr): Extension<ClientAddr>, O
 }
 
 /// `DELETE /access-token/revoke/tokens/scope` (admin): `{"serviceId", "timestamp"?}`.
-pub async fn revoke_scope(State(g): St, Extension(addr): Extension<ClientAddr>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Body) -> Result<StatusCode, GatewayError> {
+pub async fn revoke_scope(
+    State(g): St,
+    Extension(addr): Extension<ClientAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, GatewayError> {
     let by = admin(&g, &headers, addr, uri.path()).await?;
     let v = json_body(body, GatewayError::RevokeBodyInvalid).await?;
     let service = v["serviceId"].as_str().filter(|s| !s.trim().is_empty()).ok_or(GatewayError::RevokeBodyInvalid)?;
@@ -144,7 +173,12 @@ pub async fn revoke_scope(State(g): St, Extension(addr): Extension<ClientAddr>, 
 }
 
 /// `DELETE /access-token/evict` (admin): drop expired tokens and rules older than 90 days.
-pub async fn evict(State(g): St, Extension(addr): Extension<ClientAddr>, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Result<StatusCode, GatewayError> {
+pub async fn evict(
+    State(g): St,
+    Extension(addr): Extension<ClientAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<StatusCode, GatewayError> {
     admin(&g, &headers, addr, uri.path()).await?;
     g.revocations.evict().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -80,7 +80,8 @@ mod tests {
 
     #[test]
     fn limits_per_user_and_per_address() {
-        let l = LoginLimiter::new(RateLimitConfig { max_failures_per_user: 2, max_failures_per_address: 3, window: Duration::from_secs(60) });
+        let l =
+            LoginLimiter::new(RateLimitConfig { max_failures_per_user: 2, max_failures_per_address: 3, window: Duration::from_secs(60) });
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         l.failed("Alice", a);

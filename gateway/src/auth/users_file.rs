@@ -64,9 +64,11 @@ impl AuthProvider for UsersFileProvider {
             None => (self.dummy.clone(), false),
         };
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || PasswordHash::new(&hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok()))
-            .await
-            .map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        })
+        .await
+        .map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
         if ok && exists { Ok(()) } else { Err(AuthFailure::BadCredentials) }
     }
 

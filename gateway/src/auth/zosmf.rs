@@ -18,7 +18,8 @@ pub struct ZosmfProvider {
 impl ZosmfProvider {
     /// A provider for the configured z/OSMF.
     pub fn new(config: &Config, z: &ZosmfConfig) -> Result<ZosmfProvider, String> {
-        let mut tls = tls::client_config(&config.gateway.certificates, config.tls, config.verify_certificates).map_err(|e| e.to_string())?;
+        let mut tls =
+            tls::client_config(&config.gateway.certificates, config.tls, config.verify_certificates).map_err(|e| e.to_string())?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)

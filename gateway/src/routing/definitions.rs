@@ -98,7 +98,10 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
         if p.is_dir() {
             match std::fs::read_dir(p) {
                 Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "yml" || x == "yaml")).collect();
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                        .collect();
                     found.sort();
                     files.extend(found);
                 }
@@ -129,7 +132,13 @@ fn read_file(path: &Path, out: &mut Loaded) {
     let file: File = match serde_saphyr::from_str::<Option<File>>(&text) {
         Ok(Some(f)) => f,
         Ok(None) => return,
-        Err(e) => return out.errors.push(format!("{}: not a service definition file: {}", path.display(), e.to_string().lines().next().unwrap_or_default())),
+        Err(e) => {
+            return out.errors.push(format!(
+                "{}: not a service definition file: {}",
+                path.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            ));
+        }
     };
     for (i, entry) in file.services.iter().enumerate() {
         match service(path, i, entry, out) {
@@ -182,7 +191,8 @@ fn service(path: &Path, i: usize, v: &Value, out: &mut Loaded) -> Result<Service
         "zoweJwt" => Scheme::ZoweJwt,
         other => return Err(format!("{at}: authentication scheme `{other}` is not supported by plexgate yet; supported: bypass, zoweJwt")),
     };
-    let sticky = v.pointer("/customMetadata/apiml/lb/type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("authentication"));
+    let sticky =
+        v.pointer("/customMetadata/apiml/lb/type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("authentication"));
     Ok(ServiceDef {
         service_id: id,
         title: text("title").unwrap_or_default(),
@@ -227,7 +237,9 @@ mod tests {
 
     #[test]
     fn bad_entries_name_file_and_entry() {
-        let l = load_text("services:\n  - serviceId: a\n    instanceBaseUrls: [not a url]\n    routes: [{gatewayUrl: x}]\n  - serviceId: b\n    instanceBaseUrls: [https://h:1]\n    routes: [{serviceRelativeUrl: /x}]\n  - serviceId: c\n    instanceBaseUrls: [https://h:1]\n    routes: [{gatewayUrl: x}]\n    authentication: {scheme: httpBasicPassTicket}\n  - serviceId: d\n    instanceBaseUrls: [https://h:1]\n    routes: [{gatewayUrl: x}]\n  - serviceId: d\n    instanceBaseUrls: [https://h:2]\n    routes: [{gatewayUrl: x}]\n");
+        let l = load_text(
+            "services:\n  - serviceId: a\n    instanceBaseUrls: [not a url]\n    routes: [{gatewayUrl: x}]\n  - serviceId: b\n    instanceBaseUrls: [https://h:1]\n    routes: [{serviceRelativeUrl: /x}]\n  - serviceId: c\n    instanceBaseUrls: [https://h:1]\n    routes: [{gatewayUrl: x}]\n    authentication: {scheme: httpBasicPassTicket}\n  - serviceId: d\n    instanceBaseUrls: [https://h:1]\n    routes: [{gatewayUrl: x}]\n  - serviceId: d\n    instanceBaseUrls: [https://h:2]\n    routes: [{gatewayUrl: x}]\n",
+        );
         let all = l.errors.join("\n");
         assert!(all.contains("services[0] (a): instanceBaseUrls"), "{all}");
         assert!(all.contains("services[1] (b): routes[0] has no gatewayUrl"), "{all}");

@@ -59,8 +59,17 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
     let candidates: Vec<Arc<Instance>> = match req.headers().get(INSTANCE_ID).and_then(|v| v.to_str().ok()) {
         Some(id) => match service.instance(id) {
             Some(i) if i.available() => vec![i],
-            Some(_) => return (Err(GatewayError::NotReady(format!("instance {id} of service {} is not available", service.def.service_id))), sid, None, user),
-            None => return (Err(GatewayError::NotReady(format!("service {} has no instance {id}", service.def.service_id))), sid, None, user),
+            Some(_) => {
+                return (
+                    Err(GatewayError::NotReady(format!("instance {id} of service {} is not available", service.def.service_id))),
+                    sid,
+                    None,
+                    user,
+                );
+            }
+            None => {
+                return (Err(GatewayError::NotReady(format!("service {} has no instance {id}", service.def.service_id))), sid, None, user);
+            }
         },
         None => service.candidates(),
     };
@@ -88,12 +97,21 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
         if let Some(h) = up.headers_mut() {
             *h = headers.clone();
         }
-        let Ok(up) = up.body(this_body) else { return (Err(GatewayError::Internal("cannot build the upstream request".to_owned())), sid, None, user) };
+        let Ok(up) = up.body(this_body) else {
+            return (Err(GatewayError::Internal("cannot build the upstream request".to_owned())), sid, None, user);
+        };
         instance.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = tokio::time::timeout(g.routes.config.response_timeout, g.routes.client.request(up)).await;
         let more = n + 1 < attempts && keep.is_some();
         match sent {
-            Err(_) => return (Err(GatewayError::GatewayTimeout(format!("{:?}", g.routes.config.response_timeout))), sid, Some(instance.id.clone()), user),
+            Err(_) => {
+                return (
+                    Err(GatewayError::GatewayTimeout(format!("{:?}", g.routes.config.response_timeout))),
+                    sid,
+                    Some(instance.id.clone()),
+                    user,
+                );
+            }
             Ok(Err(e)) if e.is_connect() => {
                 instance.failed(g.routes.config.ejection);
                 last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
@@ -167,7 +185,12 @@ fn check_path(rest: &str) -> Result<(), GatewayError> {
 }
 
 /// Authenticates per the service's scheme: the user, and the token to pass on.
-async fn authenticate(g: &Gateway, service: &Service, headers: &HeaderMap, path: &str) -> Result<(Option<String>, Option<String>), GatewayError> {
+async fn authenticate(
+    g: &Gateway,
+    service: &Service,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<(Option<String>, Option<String>), GatewayError> {
     if service.def.scheme == Scheme::Bypass {
         return Ok((None, None));
     }
@@ -188,7 +211,11 @@ async fn authenticate(g: &Gateway, service: &Service, headers: &HeaderMap, path:
         // A PAT sent as Bearer.
         Err(_) => {
             let (claims, _) = g.verify(&token, Kind::Pat, path).await.map_err(unauthorized)?;
-            if claims.scopes.iter().flatten().any(|s| *s == service.def.service_id) { Ok((Some(claims.sub), Some(token))) } else { Err(GatewayError::Unauthorized) }
+            if claims.scopes.iter().flatten().any(|s| *s == service.def.service_id) {
+                Ok((Some(claims.sub), Some(token)))
+            } else {
+                Err(GatewayError::Unauthorized)
+            }
         }
     }
 }
@@ -209,21 +236,47 @@ async fn body_for_retries(headers: &HeaderMap, method: &Method, body: Body) -> R
     if !small {
         return Ok(Kept::Stream(body));
     }
-    let bytes = http_body_util::Limited::new(body, REPLAYABLE_BODY).collect().await.map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?.to_bytes();
+    let bytes = http_body_util::Limited::new(body, REPLAYABLE_BODY)
+        .collect()
+        .await
+        .map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?
+        .to_bytes();
     Ok(Kept::Bytes(bytes))
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
 
 /// The headers the instance gets: hop-by-hop and client-sent `X-Certificate-*` removed,
 /// `X-Forwarded-*` and `Forwarded` set, the token passed on as cookie and Bearer.
 fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
-    let listed: Vec<String> = incoming.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|s| s.trim().to_ascii_lowercase()).collect();
+    let listed: Vec<String> = incoming
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
     let mut out = HeaderMap::with_capacity(incoming.len() + 4);
     for (k, v) in incoming {
         let name = k.as_str();
-        if HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name) || name.starts_with("x-certificate-") || name == FORWARD_TO || name == INSTANCE_ID {
+        if HOP_BY_HOP.contains(&name)
+            || listed.iter().any(|l| l == name)
+            || name.starts_with("x-certificate-")
+            || name == FORWARD_TO
+            || name == INSTANCE_ID
+        {
             continue;
         }
         out.append(k.clone(), v.clone());
@@ -246,7 +299,11 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
         set(&mut out, "x-forwarded-host", host.clone());
     }
     let for_ = if addr.0.is_ipv6() { format!("\"[{client}]\"") } else { client };
-    set(&mut out, "forwarded", if host.is_empty() { format!("for={for_};proto=https") } else { format!("for={for_};proto=https;host=\"{host}\"") });
+    set(
+        &mut out,
+        "forwarded",
+        if host.is_empty() { format!("for={for_};proto=https") } else { format!("for={for_};proto=https;host=\"{host}\"") },
+    );
     if let Some(t) = token {
         set(&mut out, "authorization", format!("Bearer {t}"));
         let others: Vec<String> = incoming
@@ -269,7 +326,14 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
 /// The instance's answer, without hop-by-hop headers, streamed.
 fn downstream(resp: Response<hyper::body::Incoming>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
-    let listed: Vec<String> = parts.headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|s| s.trim().to_ascii_lowercase()).collect();
+    let listed: Vec<String> = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
     for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
         if name != "host" {
             parts.headers.remove(name.as_str());

@@ -37,13 +37,19 @@ impl Routes {
     pub fn load(config: &Config) -> Result<Arc<Routes>, GatewayError> {
         let g = &config.gateway;
         let registry = Arc::new(read(&g.static_definitions)?);
-        let mut tls = tls::client_config(&g.certificates, config.tls, config.verify_certificates).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let mut tls = tls::client_config(&g.certificates, config.tls, config.verify_certificates)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
         tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(g.routing.connect_timeout));
         http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().enable_http2().wrap_connector(http);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
         Ok(Arc::new(Routes { registry: RwLock::new(registry), client, config: g.routing.clone(), sources: g.static_definitions.clone() }))
     }

@@ -50,8 +50,10 @@ pub struct Keys {
 impl Keys {
     /// Loads the configured key files.
     pub fn load(c: &JwtConfig) -> Result<Keys, GatewayError> {
-        let pem = std::fs::read(&c.signing_key).map_err(|e| GatewayError::Internal(format!("cannot read the JWT signing key {}: {e}", c.signing_key.display())))?;
-        let signing = EncodingKey::from_rsa_pem(&pem).map_err(|e| GatewayError::Internal(format!("the JWT signing key {} is not an RSA key: {e}", c.signing_key.display())))?;
+        let pem = std::fs::read(&c.signing_key)
+            .map_err(|e| GatewayError::Internal(format!("cannot read the JWT signing key {}: {e}", c.signing_key.display())))?;
+        let signing = EncodingKey::from_rsa_pem(&pem)
+            .map_err(|e| GatewayError::Internal(format!("the JWT signing key {} is not an RSA key: {e}", c.signing_key.display())))?;
         let current = public_key(&c.signing_certificate)?;
         let mut by_kid = HashMap::new();
         by_kid.insert(current.kid.clone(), current.clone());

@@ -158,6 +158,10 @@ impl TokenService {
         if header.alg != Algorithm::RS256 {
             return Err(Rejection::Invalid("algorithm other than RS256"));
         }
+        // RFC 7515 4.1.11: extensions we do not understand must not be ignored.
+        if header.crit.is_some() {
+            return Err(Rejection::Invalid("critical header extension"));
+        }
         let kid = header.kid.ok_or(Rejection::Invalid("no kid"))?;
         let key = self.keys.by_kid.get(&kid).ok_or(Rejection::Invalid("unknown kid"))?;
         let mut v = Validation::new(Algorithm::RS256);
@@ -175,8 +179,15 @@ impl TokenService {
             _ => Rejection::Invalid("malformed token"),
         })?;
         let c = data.claims;
-        if c.iat > now_secs() + self.leeway.as_secs() {
+        let now = now_secs();
+        if c.iat > now + self.leeway.as_secs() {
             return Err(Rejection::Invalid("issued in the future"));
+        }
+        // Nothing we issue lives longer; a larger exp is forged or broken (and would overflow
+        // the millisecond arithmetic downstream).
+        let longest = self.lifetime.as_secs().max(MAX_PAT_DAYS as u64 * 86_400);
+        if c.exp > now.saturating_add(longest + self.leeway.as_secs()) {
+            return Err(Rejection::Invalid("expiry beyond the longest lifetime"));
         }
         if c.sub.is_empty() {
             return Err(Rejection::Invalid("no subject"));
