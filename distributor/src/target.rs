@@ -276,3 +276,7 @@ impl Drop for ActiveGuard {
 pub fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
+
+#[cfg(test)]
+#[path = "target_tests.rs"]
+mod tests;

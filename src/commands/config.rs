@@ -14,8 +14,23 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
     for w in all.iter().flat_map(|l| &l.warnings) {
         eprintln!("warning: {w}");
     }
+    // The static service definitions every gateway will read.
+    let mut dirs: Vec<std::path::PathBuf> = all.iter().flat_map(|l| l.config.gateway.static_definitions.clone()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let defs = plexgate_gateway::routing::definitions::load(&dirs);
+    for w in &defs.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !defs.errors.is_empty() {
+        eprintln!("error: static service definitions: {} problem(s):", defs.errors.len());
+        for e in &defs.errors {
+            eprintln!("  - {e}");
+        }
+        return Ok(ExitCode::from(crate::EXIT_INVALID_CONFIG));
+    }
     if let Some(base) = all.first() {
-        println!("{}: valid; {}", doc.name(), summary(&base.config));
+        println!("{}: valid; {}; {} API service(s)", doc.name(), summary(&base.config), defs.services.len());
     }
     Ok(ExitCode::SUCCESS)
 }

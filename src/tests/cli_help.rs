@@ -14,13 +14,15 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn every_subcommand_is_listed_with_help() {
     let top = help(&[]);
-    for sub in ["config", "init", "users", "caching-service", "gateway"] {
+    for sub in ["config", "init", "users", "caching-service", "gateway", "distributor", "status"] {
         assert!(top.contains(sub), "{sub} missing from:\n{top}");
     }
     assert!(help(&["config"]).contains("validate") && help(&["config"]).contains("show"));
     assert!(help(&["init"]).contains("certificate"));
     assert!(help(&["users"]).contains("add"));
-    for leaf in [&["config", "validate"][..], &["config", "show"], &["init", "certificate"], &["users", "add"]] {
+    for leaf in
+        [&["config", "validate"][..], &["config", "show"], &["init", "certificate"], &["users", "add"], &["distributor"], &["status"]]
+    {
         assert!(help(leaf).contains("--config"), "{leaf:?}");
     }
 }

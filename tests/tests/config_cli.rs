@@ -102,3 +102,22 @@ fn secrets_are_masked_in_show() {
     assert!(!run.stdout().contains("Sup3rS3cret") && !run.stderr().contains("Sup3rS3cret"));
     assert!(run.stdout().contains("password: '********'") || run.stdout().contains("password: \"********\""), "{}", run.stdout());
 }
+
+#[test]
+fn static_service_definitions_are_validated_too() {
+    let ws = Workspace::new();
+    ws.write(
+        "workspace/api-mediation/api-defs/bad.yml",
+        "services:\n  - serviceId: one\n    instanceBaseUrls: [\"not a url\"]\n    routes: [{gatewayUrl: api}]\n  - serviceId: two\n    instanceBaseUrls: [https://h:1/]\n    routes: [{serviceRelativeUrl: /x}]\n  - serviceId: three\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n  - serviceId: three\n    instanceBaseUrls: [https://h:2/]\n    routes: [{gatewayUrl: api}]\n",
+    );
+    let err = ws.run(&["config", "validate"], "").expect_code(2).stderr();
+    assert!(err.contains("bad.yml: services[0] (one): instanceBaseUrls"), "{err}");
+    assert!(err.contains("bad.yml: services[1] (two): routes[0] has no gatewayUrl"), "{err}");
+    assert!(err.contains("serviceId `three` is defined twice"), "{err}");
+    ws.write("workspace/api-mediation/api-defs/bad.yml", "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n    authentication: {scheme: x509}\n");
+    let err = ws.run(&["config", "validate"], "").expect_code(2).stderr();
+    assert!(err.contains("authentication scheme `x509` is not supported"), "{err}");
+    ws.write("workspace/api-mediation/api-defs/bad.yml", "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n");
+    let run = ws.run(&["config", "validate"], "").expect_code(0);
+    assert!(run.stdout().contains("1 API service(s)"), "{}", run.stdout());
+}

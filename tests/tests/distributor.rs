@@ -85,32 +85,38 @@ fn a_failed_connect_falls_through_to_the_next_target_before_any_health_check_not
     assert!(d.metrics().contains("plexgate_distributor_connect_failures_total{target=\"g1\"} 1"), "{}", d.metrics());
 }
 
-#[test]
-fn round_robin_and_weighted_spread_connections_in_the_configured_shares() {
-    let (c, base) = cluster();
-    let tls = tls_client(&c.ws);
+/// 2000 short-lived TLS connections through `d`, each asking its gateway's name; asserts
+/// every one succeeded and each gateway's share is within 5% of `shares`.
+fn assert_spread(d: &Dist, tls: &std::sync::Arc<rustls::ClientConfig>, shares: &[(&str, f64)]) {
     let n = 2000;
-    let within = |got: usize, share: f64| ((got as f64) - share * n as f64).abs() <= 0.05 * share * n as f64;
-
-    let rr = Dist::start(&c.ws, &base, "dist-rr", &format!("    method: roundRobin\n{FAST_HEALTH}"));
-    rr.wait_state("g2", "up", Duration::from_secs(5));
     let started = Instant::now();
-    let (got, errors) = spread(rr.port, &tls, n);
-    eprintln!("roundRobin: {n} TLS connections in {:?}: {got:?}", started.elapsed());
+    let (got, errors) = spread(d.port, tls, n);
+    eprintln!("{n} TLS connections in {:?}: {got:?}", started.elapsed());
     assert!(errors.is_empty(), "{errors:?}");
-    assert!(within(got["g1"], 0.5) && within(got["g2"], 0.5), "{got:?}");
-    drop(rr);
+    for (g, share) in shares {
+        let expected = share * n as f64;
+        let count = got.get(*g).copied().unwrap_or(0) as f64;
+        assert!((count - expected).abs() <= 0.05 * expected, "{g}: {count} of {n}, expected {expected} ± 5%: {got:?}");
+    }
+    let total: u64 = d.status().unwrap()["targets"].as_array().unwrap().iter().map(|t| t["total"].as_u64().unwrap()).sum();
+    assert_eq!(total, n as u64, "the status counts every forwarded connection");
+}
 
-    let weighted = "    method: weighted\n    targets:\n      - {instance: g1, weight: 3}\n      - {instance: g2, weight: 1}\n";
-    let w = Dist::start(&c.ws, &base, "dist-w", &format!("{weighted}{FAST_HEALTH}"));
-    w.wait_state("g2", "up", Duration::from_secs(5));
-    let started = Instant::now();
-    let (got, errors) = spread(w.port, &tls, n);
-    eprintln!("weighted 3:1: {n} TLS connections in {:?}: {got:?}", started.elapsed());
-    assert!(errors.is_empty(), "{errors:?}");
-    assert!(within(got["g1"], 0.75) && within(got["g2"], 0.25), "{got:?}");
-    let total: u64 = w.status().unwrap()["targets"].as_array().unwrap().iter().map(|t| t["total"].as_u64().unwrap()).sum();
-    assert_eq!(total, n as u64);
+#[test]
+fn round_robin_spreads_connections_evenly() {
+    let (c, base) = cluster();
+    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: roundRobin\n{FAST_HEALTH}"));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    assert_spread(&d, &tls_client(&c.ws), &[("g1", 0.5), ("g2", 0.5)]);
+}
+
+#[test]
+fn weighted_spreads_connections_in_proportion_to_the_weights() {
+    let (c, base) = cluster();
+    let weights = "    method: weighted\n    targets:\n      - {instance: g1, weight: 3}\n      - {instance: g2, weight: 1}\n";
+    let d = Dist::start(&c.ws, &base, "dist", &format!("{weights}{FAST_HEALTH}"));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    assert_spread(&d, &tls_client(&c.ws), &[("g1", 0.75), ("g2", 0.25)]);
 }
 
 #[test]
