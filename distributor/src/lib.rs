@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod proxy_protocol;
 pub mod select;
 mod server;
+pub mod splice;
 pub mod status;
 pub mod target;
 

@@ -75,6 +75,7 @@ impl GatewayServer {
         let routes = crate::routing::Routes::load(config)?;
         routes.spawn_health_checks();
         let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
+        let sticky = crate::routing::sticky::StickyRoutes::start(client.clone());
         let revocations = Revocations::start(client, g.staleness_bound, cache.clone());
         let state = Arc::new(Gateway {
             instance: config.ha_instance.clone().unwrap_or_else(|| "default".to_owned()),
@@ -87,6 +88,7 @@ impl GatewayServer {
             draining: Default::default(),
             metrics: crate::metrics::install(),
             routes,
+            sticky,
         });
         // SIGHUP: read the static service definitions again; open connections are untouched.
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {

@@ -48,6 +48,8 @@ pub struct Gateway {
     pub metrics: Option<PrometheusHandle>,
     /// Routes to API services.
     pub routes: Arc<crate::routing::Routes>,
+    /// User-to-instance choices shared by every gateway.
+    pub sticky: crate::routing::sticky::StickyRoutes,
 }
 
 impl Gateway {

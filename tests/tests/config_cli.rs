@@ -117,7 +117,10 @@ fn static_service_definitions_are_validated_too() {
     ws.write("workspace/api-mediation/api-defs/bad.yml", "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n    authentication: {scheme: x509}\n");
     let err = ws.run(&["config", "validate"], "").expect_code(2).stderr();
     assert!(err.contains("authentication scheme `x509` is not supported"), "{err}");
-    ws.write("workspace/api-mediation/api-defs/bad.yml", "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n");
+    ws.write(
+        "workspace/api-mediation/api-defs/bad.yml",
+        "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n",
+    );
     let run = ws.run(&["config", "validate"], "").expect_code(0);
     assert!(run.stdout().contains("1 API service(s)"), "{}", run.stdout());
 }

@@ -212,3 +212,57 @@ fn a_hanging_instance_is_a_504_and_a_garbage_answer_a_502() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "504 after the 1 s timeout, took {took:?}");
 }
+
+#[test]
+fn sticky_sessions_are_shared_by_every_gateway_and_move_when_the_instance_dies() {
+    let mut c = cluster("    routing: {healthCheckInterval: 200ms}\n");
+    let mut a = c.start_sample("a");
+    let mut b = c.start_sample("b");
+    let def = sample_definition("sticky", &[a.port, b.port], "zoweJwt")
+        + "    customMetadata:\n      apiml:\n        lb:\n          type: authentication\n";
+    c.define("sticky.yml", &def);
+    c.start_gateway(0);
+    c.start_gateway(1);
+    let token = c.login(0, "alice", PASSWORD);
+    let hit = |i: usize| -> String {
+        let v: Value = c.http.get(c.url(i, "/sticky/api/v1/hello")).bearer_auth(&token).send().unwrap().json().unwrap();
+        v["instance"].as_str().unwrap().to_owned()
+    };
+    // 20 requests alternating gateways: one instance.
+    let first = hit(0);
+    let seen: Vec<String> = (0..20).map(|n| hit(n % 2)).collect();
+    assert!(seen.iter().all(|s| *s == first), "{first} then {seen:?}");
+    // Another user may land elsewhere, but stays wherever that is too.
+    let bob = c.login(1, "bob", PASSWORD);
+    let bob_hits: Vec<String> = (0..6)
+        .map(|n| {
+            c.http.get(c.url(n % 2, "/sticky/api/v1/hello")).bearer_auth(&bob).send().unwrap().json::<Value>().unwrap()["instance"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(bob_hits.iter().all(|s| *s == bob_hits[0]), "{bob_hits:?}");
+    // Its instance dies: the user moves to the other one and stays there, on both gateways,
+    // even after the first instance is back.
+    let (dead_port, other) = if first == "a" { (a.port, "b") } else { (b.port, "a") };
+    if first == "a" {
+        a.proc.kill()
+    } else {
+        b.proc.kill()
+    }
+    let moved: Vec<String> = (0..10).map(|n| hit(n % 2)).collect();
+    assert!(moved.iter().all(|s| s == other), "{moved:?}");
+    let _back = c.start_sample_on(&first, dead_port);
+    assert_eventually!(
+        Duration::from_secs(5),
+        c.http.get(c.url(0, "/gateway/api/v1/services")).send().unwrap().json::<Value>().unwrap().as_array().unwrap()[0]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "UP"),
+        "the instance is healthy again"
+    );
+    let after: Vec<String> = (0..10).map(|n| hit(n % 2)).collect();
+    assert!(after.iter().all(|s| s == other), "stays on the new instance: {after:?}");
+}

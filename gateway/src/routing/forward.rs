@@ -71,7 +71,18 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
                 return (Err(GatewayError::NotReady(format!("service {} has no instance {id}", service.def.service_id))), sid, None, user);
             }
         },
-        None => service.candidates(),
+        None => {
+            let mut c = service.candidates();
+            // A user bound to an instance goes there while it is available (on any gateway).
+            if let (true, Some(u)) = (service.def.sticky_by_user, user.as_deref())
+                && let Some(bound) = g.sticky.get(&service.def.service_id, u)
+                && let Some(pos) = c.iter().position(|i| i.id == bound && i.available())
+            {
+                let chosen = c.remove(pos);
+                c.insert(0, chosen);
+            }
+            c
+        }
     };
     let (parts, body) = req.into_parts();
     let replayable = match body_for_retries(&parts.headers, &parts.method, body).await {
@@ -139,6 +150,11 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
                     instance.failed(g.routes.config.ejection);
                 } else {
                     instance.succeeded();
+                    if let (true, Some(u)) = (service.def.sticky_by_user, user.as_deref())
+                        && g.sticky.get(&service.def.service_id, u).as_deref() != Some(instance.id.as_str())
+                    {
+                        g.sticky.set(&service.def.service_id, u, &instance.id).await;
+                    }
                 }
                 return (Ok(downstream(resp)), sid, Some(instance.id.clone()), user);
             }

@@ -4,6 +4,7 @@
 pub mod definitions;
 pub mod forward;
 pub mod registry;
+pub mod sticky;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
