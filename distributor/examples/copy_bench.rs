@@ -35,6 +35,7 @@ async fn main() -> std::io::Result<()> {
             _ => spawn_forwarder(mode, sink).await?,
         };
         let mut best = Duration::MAX;
+        let cpu_before = cpu_time();
         for _ in 0..rounds {
             let started = Instant::now();
             let sends: Vec<_> = (0..streams).map(|_| tokio::spawn(send(target, mib))).collect();
@@ -43,10 +44,23 @@ async fn main() -> std::io::Result<()> {
             }
             best = best.min(started.elapsed());
         }
+        let gib = (rounds * streams * mib) as f64 / 1024.0;
+        let cpu_per_gib = (cpu_time() - cpu_before).as_secs_f64() * 1000.0 / gib;
         let gbit = (streams * mib * 1024 * 1024 * 8) as f64 / best.as_secs_f64() / 1e9;
-        println!("{mode:?}: {gbit:.1} Gbit/s ({best:?})");
+        println!("{mode:?}: {gbit:.1} Gbit/s (best {best:?}); CPU {cpu_per_gib:.0} ms per GiB (source + forwarder + sink)");
     }
     Ok(())
+}
+
+/// User + system CPU time of this process so far (from /proc/self/stat, in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name, from field 3 on; utime is field 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
 }
 
 /// Writes `mib` MiB, half-closes, waits for the far end to close (so every byte arrived).

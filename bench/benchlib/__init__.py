@@ -1,0 +1,1 @@
+"""Helpers of bench/bench.py: processes and ports, load generators, the report."""

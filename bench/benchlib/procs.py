@@ -1,0 +1,173 @@
+"""Processes the benchmark starts, and loopback ports.
+
+Every child runs in its own session (process group), so stopping it also stops what it
+started (nginx workers, the children of `plexgate up`). Only groups this module started are
+ever signalled, by their id. `stop_all` runs at exit, on SIGINT/SIGTERM and on errors.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+_used_ports = set()
+
+
+def free_port():
+    """A loopback port that nothing listens on now (the kernel's choice for port 0)."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def busy_builds():
+    """Names of cargo/rustc processes running now (another engineer's build or test)."""
+    out = []
+    for name in ("cargo", "rustc"):
+        r = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+        if r.stdout.strip():
+            out.append(name)
+    return out
+
+
+class Procs:
+    def __init__(self, logdir):
+        self.logdir = logdir
+        os.makedirs(logdir, exist_ok=True)
+        self.started = []  # (name, Popen)
+
+    def log_path(self, name):
+        return os.path.join(self.logdir, f"{name}.log")
+
+    def start(self, name, cmd, cwd=None, env=None, stdout=None):
+        log = open(self.log_path(name), "ab")
+        p = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            start_new_session=True,
+        )
+        p.bench_name = name
+        self.started.append((name, p))
+        return p
+
+    def tail(self, name, lines=15):
+        try:
+            with open(self.log_path(name), "rb") as f:
+                return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_port(self, p, port, timeout=60):
+        """Waits until `port` accepts connections; fails early when `p` exits."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.bench_name} exited ({p.returncode}) before listening on {port}:\n{self.tail(p.bench_name)}")
+            if port_open(port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{p.bench_name} did not listen on {port} within {timeout}s:\n{self.tail(p.bench_name)}")
+
+    def stop(self, p, timeout=45, only_leader=False):
+        """SIGTERM (to the leader only, or its whole group), then SIGKILL to the group."""
+        if p.poll() is None:
+            try:
+                if only_leader:
+                    os.kill(p.pid, signal.SIGTERM)
+                else:
+                    os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
+            p.wait(5)
+        self.started = [(n, q) for (n, q) in self.started if q is not p]
+
+    def stop_all(self):
+        live = [(n, p) for (n, p) in self.started if p.poll() is None]
+        for _, p in reversed(live):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        for _, p in live:
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        for _, p in self.started:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.started = []
+
+
+def children(pid):
+    """Direct children of `pid` (from /proc)."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def status_kb(pid, field):
+    """`VmRSS`, `VmHWM`, ... of /proc/<pid>/status, in kB (None when gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def thread_names(pid):
+    names = {}
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                n = f.read().strip()
+            names[n] = names.get(n, 0) + 1
+    except OSError:
+        pass
+    return names
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []

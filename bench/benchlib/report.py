@@ -1,0 +1,68 @@
+"""Numbers to Markdown: medians over rounds, their spread, ratios, tables."""
+
+import math
+import statistics
+
+
+def median(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.median(values) if values else None
+
+
+def spread(values):
+    """(max - min) / median over the rounds, in percent."""
+    m = median(values)
+    values = [v for v in values if v is not None]
+    if not values or not m:
+        return None
+    return 100.0 * (max(values) - min(values)) / m
+
+
+def num(v, unit=""):
+    if v is None:
+        return "n/a"
+    if unit == "ms":
+        if v >= 100:
+            return f"{v:.0f} ms"
+        if v >= 10:
+            return f"{v:.1f} ms"
+        return f"{v:.2f} ms"
+    if v >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:.1f}{unit}"
+
+
+def with_spread(values, unit=""):
+    m = median(values)
+    s = spread(values)
+    if m is None:
+        return "n/a"
+    return f"{num(m, unit)} ±{s / 2:.0f}%" if s is not None and len(values) > 1 else num(m, unit)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(r):
+    return "n/a" if r is None else f"{r:.2f}x"
+
+
+def verdict(r, target, higher_is_better=True):
+    if r is None:
+        return "n/a"
+    ok = r >= target if higher_is_better else r <= target
+    return "met" if ok else "not met"
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+def details(summary, body, lang=""):
+    return f"<details><summary>{summary}</summary>\n\n```{lang}\n{body.rstrip()}\n```\n\n</details>\n"

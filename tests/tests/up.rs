@@ -1,0 +1,110 @@
+//! `plexgate up`: the whole HA system from one command, as an operator runs it.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use plexgate_tests::{Workspace, assert_eventually, free_port};
+
+/// The example configuration with every port moved to a free one.
+fn config(ws: &Workspace) -> (u16, String) {
+    let d = free_port();
+    let text = include_str!("../../examples/zowe.yaml")
+        .replace("externalPort: 7554", &format!("externalPort: {d}"))
+        .replace("port: 7560", &format!("port: {}", free_port()))
+        .replace("port: 17554", &format!("port: {}", free_port()))
+        .replace("port: 27554", &format!("port: {}", free_port()))
+        .replace("port: 7555", &format!("port: {}", free_port()))
+        .replace("ports: [17601, 17602]", &format!("ports: [{}, {}]", free_port(), free_port()))
+        // Quick stops, so the test does not wait for production drain times.
+        .replace("    method: hotStandby\n", "    method: hotStandby\n    drainTimeout: 2s\n")
+        .replace("  gateway:\n    enabled: true\n", "  gateway:\n    enabled: true\n    shutdown: {grace: 300ms, timeout: 5s}\n");
+    ws.write("zowe.yaml", &text);
+    (d, text)
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-P", &pid.to_string()]).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+#[test]
+fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops_cleanly() {
+    let ws = Workspace::new();
+    let (port, _) = config(&ws);
+    let start = Instant::now();
+    let mut up = ws.spawn("up", &["up", "-c", "zowe.yaml"]);
+    assert_eventually!(Duration::from_secs(30), up.logs().contains("with password: "), "demo user created\n{}", up.logs());
+    let logs = up.logs();
+    let password = logs.split("with password: ").nth(1).unwrap().lines().next().unwrap().trim().to_owned();
+    assert!(logs.contains(&format!("northbound URL: https://127.0.0.1:{port}")), "{logs}");
+    let http = plexgate_tests::https::client(&ws.ca(), None);
+    let login = format!("https://127.0.0.1:{port}/gateway/api/v1/auth/login");
+    let mut token = None;
+    assert_eventually!(
+        Duration::from_secs(60),
+        {
+            token = http
+                .post(&login)
+                .basic_auth("demo", Some(&password))
+                .send()
+                .ok()
+                .filter(|r| r.status() == 204)
+                .and_then(|r| plexgate_tests::cluster::token_from(&r));
+            token.is_some()
+        },
+        "login through the distributor\n{}",
+        up.logs()
+    );
+    let ready = start.elapsed();
+    println!("plexgate up (debug build): first successful login through the distributor after {ready:?}");
+    let token = token.unwrap();
+    let hello: serde_json::Value =
+        http.get(format!("https://127.0.0.1:{port}/sample/api/v1/hello")).bearer_auth(&token).send().unwrap().json().unwrap();
+    assert_eq!(hello["user"], "demo");
+    assert!(hello["instance"].as_str().unwrap().starts_with("sample-"), "{hello}");
+    // The child processes, each with its name in front of its log lines.
+    let kids = children(up.pid());
+    assert_eq!(kids.len(), 6, "caching service, 2 sample instances, 2 gateways, distributor: {kids:?}\n{}", up.logs());
+    for name in ["[caching-service-lpar1]", "[gateway-lpar1]", "[gateway-lpar2]", "[sample-1]", "[distributor]"] {
+        assert!(up.logs().contains(name), "{name} missing from the log");
+    }
+    // A crashed child is restarted.
+    let gateway = kids
+        .iter()
+        .copied()
+        .find(|k| std::fs::read_to_string(format!("/proc/{k}/cmdline")).unwrap_or_default().contains("lpar2"))
+        .expect("gateway lpar2");
+    Command::new("kill").args(["-KILL", &gateway.to_string()]).status().unwrap();
+    assert_eventually!(
+        Duration::from_secs(20),
+        up.logs().contains("[gateway-lpar2] exited") && children(up.pid()).len() == 6,
+        "gateway restarted\n{}",
+        up.logs()
+    );
+    // Ctrl-C (SIGINT) stops everything, and no child survives.
+    let kids = children(up.pid());
+    let stopping = Instant::now();
+    up.signal("INT");
+    assert_eq!(up.wait_exit(Duration::from_secs(60)), Some(0), "{}", up.logs());
+    for k in kids {
+        assert!(!alive(k), "child {k} survived");
+    }
+    assert!(up.logs().contains("[up] all processes stopped"));
+    println!("plexgate up stopped everything in {:?}", stopping.elapsed());
+    // A second start reuses the workspace: no new user, the same password works.
+    let mut again = ws.spawn("up-again", &["up", "-c", "zowe.yaml"]);
+    assert_eventually!(
+        Duration::from_secs(60),
+        http.post(&login).basic_auth("demo", Some(&password)).send().is_ok_and(|r| r.status() == 204),
+        "login after restart\n{}",
+        again.logs()
+    );
+    assert!(!again.logs().contains("with password"), "no second demo user");
+    again.signal("TERM");
+    assert_eq!(again.wait_exit(Duration::from_secs(60)), Some(0));
+}
