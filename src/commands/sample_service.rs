@@ -161,8 +161,13 @@ async fn upload(State(id): State<Arc<String>>, body: Body) -> Response {
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(c) => total += c.len() as u64,
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            Err(e) => {
+                // What a cancelled upload looks like from here (tests look for this line).
+                tracing::warn!(received = total, error = %e, "upload aborted");
+                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            }
         }
     }
+    tracing::info!(received = total, "upload complete");
     axum::Json(json!({"instance": *id, "received": total})).into_response()
 }

@@ -1,0 +1,110 @@
+//! Large bodies stream through the gateway both ways with flat memory, and a client that
+//! goes away mid-upload takes the upstream request with it.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use plexgate_tests::assert_eventually;
+use plexgate_tests::cluster::{Cluster, ClusterSetup, Sample, sample_definition};
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn cluster() -> (Cluster, Sample) {
+    let mut c = Cluster::start(ClusterSetup { gateways: 1, start_gateways: 0, ..ClusterSetup::default() });
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+    c.start_gateway(0);
+    (c, a)
+}
+
+/// Samples the gateway's resident memory while `work` runs; returns (work's result, peak KiB).
+fn watch_rss<T: Send>(pid: u32, work: impl FnOnce() -> T + Send) -> (T, u64) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+            peak
+        });
+        let out = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, sampler.join().unwrap())
+    })
+}
+
+#[test]
+fn one_gib_down_and_up_with_flat_memory() {
+    let (c, _a) = cluster();
+    let pid = c.gateways[0].as_ref().unwrap().pid();
+    let before = rss_kib(pid);
+    let http = reqwest::blocking::Client::builder().tls_backend_preconfigured(plexgate_tests::https::tls_config(&c.ws.ca(), None)).timeout(Duration::from_secs(600)).build().unwrap();
+    // Download.
+    let start = Instant::now();
+    let (received, peak_down) = watch_rss(pid, || {
+        let mut r = http.get(c.url(0, &format!("/sample/api/v1/download?bytes={GIB}"))).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0u64;
+        loop {
+            let k = r.read(&mut buf).unwrap();
+            if k == 0 {
+                break n;
+            }
+            n += k as u64;
+        }
+    });
+    assert_eq!(received, GIB);
+    let down = start.elapsed();
+    // Upload, streamed from a reader so the client holds no copy either.
+    struct Zeros(u64);
+    impl Read for Zeros {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (buf.len() as u64).min(self.0) as usize;
+            buf[..n].fill(b'z');
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+    let start = Instant::now();
+    let (answer, peak_up) = watch_rss(pid, || {
+        let body = reqwest::blocking::Body::sized(Zeros(GIB), GIB);
+        http.post(c.url(0, "/sample/api/v1/upload")).body(body).send().unwrap().json::<serde_json::Value>().unwrap()
+    });
+    assert_eq!(answer["received"], GIB);
+    let up = start.elapsed();
+    println!("1 GiB through the gateway: download {down:?}, upload {up:?}; gateway RSS before {before} KiB, peak {peak_down} KiB down, {peak_up} KiB up");
+    // Flat: the gateway never holds more than a few buffers of the body.
+    assert!(peak_down < before + 64 * 1024 && peak_up < before + 64 * 1024, "RSS grew: before {before} KiB, peaks {peak_down}/{peak_up} KiB");
+}
+
+#[test]
+fn a_client_leaving_mid_upload_cancels_the_upstream_request() {
+    let (c, a) = cluster();
+    let config = std::sync::Arc::new({
+        let mut t = plexgate_tests::https::tls_config(&c.ws.ca(), None);
+        t.alpn_protocols = vec![b"http/1.1".to_vec()];
+        t
+    });
+    let mut conn = rustls::ClientConnection::new(config, "127.0.0.1".try_into().unwrap()).unwrap();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", c.ports[0])).unwrap();
+    {
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(b"POST /sample/api/v1/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n").unwrap();
+        let chunk = vec![b'u'; 64 * 1024];
+        for _ in 0..16 {
+            tls.write_all(&chunk).unwrap();
+        }
+        tls.flush().unwrap();
+    }
+    // One MiB of a hundred sent; the client goes away.
+    drop(sock);
+    assert_eventually!(Duration::from_secs(10), a.proc.logs().contains("upload aborted"), "the sample service saw its request cancelled\n{}", a.proc.logs());
+}
