@@ -8,6 +8,7 @@
 //! - `GET slow?ms=N`: answers after N milliseconds;
 //! - `GET fail?status=N`: answers status N;
 //! - `GET download?bytes=N`: N bytes streamed; `POST upload`: counts the bytes it receives;
+//! - `GET ws`: a WebSocket that echoes every text message, prefixed with the instance id;
 //! - `/application/health`: UP.
 
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<ExitCode> {
         .route("/sample/api/v1/fail", get(fail))
         .route("/sample/api/v1/download", get(download))
         .route("/sample/api/v1/upload", post(upload))
+        .route("/sample/api/v1/ws", get(websocket))
         .route("/application/health", get(|| async { axum::Json(json!({"status": "UP"})) }))
         .with_state(id.clone());
     let tls = if args.plain {
@@ -170,4 +172,20 @@ async fn upload(State(id): State<Arc<String>>, body: Body) -> Response {
     }
     tracing::info!(received = total, "upload complete");
     axum::Json(json!({"instance": *id, "received": total})).into_response()
+}
+
+async fn websocket(State(id): State<Arc<String>>, ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+    use axum::extract::ws::Message;
+    ws.on_upgrade(move |mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                Message::Text(t) => Message::Text(format!("{id}: {}", t.as_str()).into()),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
 }

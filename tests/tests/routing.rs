@@ -266,3 +266,33 @@ fn sticky_sessions_are_shared_by_every_gateway_and_move_when_the_instance_dies()
     let after: Vec<String> = (0..10).map(|n| hit(n % 2)).collect();
     assert!(after.iter().all(|s| s == other), "stays on the new instance: {after:?}");
 }
+
+#[test]
+fn sighup_reloads_definitions_without_dropping_requests() {
+    let mut c = cluster("");
+    let a = c.start_sample("a");
+    c.define("one.yml", &sample_definition("one", &[a.port], "bypass"));
+    c.start_gateway(0);
+    zowe_error(c.http.get(c.url(0, "/two/api/v1/hello")).send().unwrap(), 404, "ZWEAO404E");
+    // A slow request is in flight across the reload.
+    let slow_url = c.url(0, "/one/api/v1/slow?ms=1500");
+    let http = c.http.clone();
+    let slow = std::thread::spawn(move || http.get(slow_url).send().map(|r| r.status().as_u16()));
+    c.define("two.yml", &sample_definition("two", &[a.port], "bypass"));
+    c.gateways[0].as_ref().unwrap().signal("HUP");
+    assert_eventually!(
+        Duration::from_secs(10),
+        c.http.get(c.url(0, "/two/api/v1/hello")).send().unwrap().status() == 200,
+        "service two routed after SIGHUP"
+    );
+    assert_eq!(slow.join().unwrap().unwrap(), 200, "the request in flight finished");
+    // A broken file on reload keeps the previous table.
+    c.define("three.yml", "services:\n  - serviceId: three\n    instanceBaseUrls: [nonsense]\n    routes: [{gatewayUrl: api}]\n");
+    c.gateways[0].as_ref().unwrap().signal("HUP");
+    assert_eventually!(
+        Duration::from_secs(10),
+        c.gateways[0].as_ref().unwrap().logs().contains("definitions not reloaded"),
+        "the bad reload is logged"
+    );
+    assert_eq!(c.http.get(c.url(0, "/two/api/v1/hello")).send().unwrap().status(), 200);
+}

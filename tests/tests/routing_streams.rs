@@ -45,7 +45,11 @@ fn one_gib_down_and_up_with_flat_memory() {
     let (c, _a) = cluster();
     let pid = c.gateways[0].as_ref().unwrap().pid();
     let before = rss_kib(pid);
-    let http = reqwest::blocking::Client::builder().tls_backend_preconfigured(plexgate_tests::https::tls_config(&c.ws.ca(), None)).timeout(Duration::from_secs(600)).build().unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(plexgate_tests::https::tls_config(&c.ws.ca(), None))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
     // Download.
     let start = Instant::now();
     let (received, peak_down) = watch_rss(pid, || {
@@ -80,9 +84,14 @@ fn one_gib_down_and_up_with_flat_memory() {
     });
     assert_eq!(answer["received"], GIB);
     let up = start.elapsed();
-    println!("1 GiB through the gateway: download {down:?}, upload {up:?}; gateway RSS before {before} KiB, peak {peak_down} KiB down, {peak_up} KiB up");
+    println!(
+        "1 GiB through the gateway: download {down:?}, upload {up:?}; gateway RSS before {before} KiB, peak {peak_down} KiB down, {peak_up} KiB up"
+    );
     // Flat: the gateway never holds more than a few buffers of the body.
-    assert!(peak_down < before + 64 * 1024 && peak_up < before + 64 * 1024, "RSS grew: before {before} KiB, peaks {peak_down}/{peak_up} KiB");
+    assert!(
+        peak_down < before + 64 * 1024 && peak_up < before + 64 * 1024,
+        "RSS grew: before {before} KiB, peaks {peak_down}/{peak_up} KiB"
+    );
 }
 
 #[test]
@@ -106,5 +115,51 @@ fn a_client_leaving_mid_upload_cancels_the_upstream_request() {
     }
     // One MiB of a hundred sent; the client goes away.
     drop(sock);
-    assert_eventually!(Duration::from_secs(10), a.proc.logs().contains("upload aborted"), "the sample service saw its request cancelled\n{}", a.proc.logs());
+    assert_eventually!(
+        Duration::from_secs(10),
+        a.proc.logs().contains("upload aborted"),
+        "the sample service saw its request cancelled\n{}",
+        a.proc.logs()
+    );
+}
+
+#[test]
+fn websocket_upgrades_pass_through() {
+    let (c, _a) = cluster();
+    let config = std::sync::Arc::new({
+        let mut t = plexgate_tests::https::tls_config(&c.ws.ca(), None);
+        t.alpn_protocols = vec![b"http/1.1".to_vec()];
+        t
+    });
+    let mut conn = rustls::ClientConnection::new(config, "127.0.0.1".try_into().unwrap()).unwrap();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", c.ports[0])).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(
+        b"GET /sample/api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    // The 101 head.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    // A masked text frame "hello" (RFC 6455 5.3), and its echo, unmasked, from the instance.
+    let mask = [1u8, 2, 3, 4];
+    let payload: Vec<u8> = b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+    let mut frame = vec![0x81, 0x80 | 5];
+    frame.extend_from_slice(&mask);
+    frame.extend_from_slice(&payload);
+    tls.write_all(&frame).unwrap();
+    let mut hdr = [0u8; 2];
+    tls.read_exact(&mut hdr).unwrap();
+    assert_eq!(hdr[0], 0x81, "a final text frame");
+    let mut text = vec![0u8; (hdr[1] & 0x7f) as usize];
+    tls.read_exact(&mut text).unwrap();
+    assert_eq!(String::from_utf8(text).unwrap(), "a: hello");
 }

@@ -42,7 +42,7 @@ pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Re
 
 type Outcome = (Result<Response<Body>, GatewayError>, Option<String>, Option<String>, Option<String>);
 
-async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
+async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outcome {
     let registry = g.routes.registry();
     let forward_to = req.headers().get(FORWARD_TO).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some((service, route, rest)) = resolve(&registry, req.uri().path(), forward_to.as_deref()) else {
@@ -84,13 +84,25 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
             c
         }
     };
+    // A protocol upgrade (WebSocket): one attempt over HTTP/1.1, then the two sides are joined.
+    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let replayable = match body_for_retries(&parts.headers, &parts.method, body).await {
         Ok(b) => b,
         Err(e) => return (Err(e), sid, None, user),
     };
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
-    let headers = upstream_headers(&parts.headers, parts.uri.authority().map(|a| a.as_str()), addr, token.as_deref());
+    let mut headers = upstream_headers(&parts.headers, parts.uri.authority().map(|a| a.as_str()), addr, token.as_deref());
+    if let (Some(proto), Some(on_client)) = (upgrade, client_upgrade) {
+        if let (Ok(p), Some(instance)) = (HeaderValue::from_str(&proto), candidates.first()) {
+            headers.insert(header::UPGRADE, p);
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            let result = tunnel(g, instance, &route, &rest, &parts, headers, on_client).await;
+            return (result, sid, Some(instance.id.clone()), user);
+        }
+        return (Err(GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id))), sid, None, user);
+    }
     let attempts = (g.routes.config.retries as usize + 1).min(candidates.len().max(1));
     let mut last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
     let mut body_slot = Some(replayable);
@@ -162,6 +174,54 @@ async fn forward(g: &Gateway, addr: ClientAddr, req: Request<Body>) -> Outcome {
         break;
     }
     (Err(last), sid, None, user)
+}
+
+/// Forwards an upgrade request; on 101 joins the client's and the instance's connections.
+async fn tunnel(
+    g: &Gateway,
+    instance: &Instance,
+    route: &RouteDef,
+    rest: &str,
+    parts: &http::request::Parts,
+    headers: HeaderMap,
+    on_client: hyper::upgrade::OnUpgrade,
+) -> Result<Response<Body>, GatewayError> {
+    let uri = join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query())?;
+    let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
+    if let Some(h) = up.headers_mut() {
+        *h = headers;
+    }
+    let up = up.body(Body::empty()).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let mut resp = match tokio::time::timeout(g.routes.config.response_timeout, g.routes.upgrade_client.request(up)).await {
+        Err(_) => return Err(GatewayError::GatewayTimeout(format!("{:?}", g.routes.config.response_timeout))),
+        Ok(Err(e)) => {
+            instance.failed(g.routes.config.ejection);
+            return Err(if e.is_connect() {
+                GatewayError::NotReady(format!("instance {} is not available", instance.id))
+            } else {
+                GatewayError::BadGateway(e.to_string())
+            });
+        }
+        Ok(Ok(r)) => r,
+    };
+    instance.succeeded();
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(downstream(resp));
+    }
+    let on_instance = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(on_client, on_instance) {
+            Ok((client, instance)) => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                let mut instance = hyper_util::rt::TokioIo::new(instance);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut instance).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    // The 101 keeps its Upgrade and Connection headers: they are the point of it.
+    let (p, _) = resp.into_parts();
+    Ok(Response::from_parts(p, Body::empty()))
 }
 
 /// The service, route and the rest of the path (raw, still percent-encoded) for `path`:

@@ -28,6 +28,8 @@ pub struct Routes {
     registry: RwLock<Arc<Registry>>,
     /// Pooled client, HTTP/1.1 and HTTP/2, TLS verified against the truststore.
     pub client: HttpClient,
+    /// HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
+    pub upgrade_client: HttpClient,
     /// Timeouts and retries.
     pub config: RoutingConfig,
     sources: Vec<PathBuf>,
@@ -46,13 +48,21 @@ impl Routes {
         http.set_connect_timeout(Some(g.routing.connect_timeout));
         http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(http.clone());
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
-        Ok(Arc::new(Routes { registry: RwLock::new(registry), client, config: g.routing.clone(), sources: g.static_definitions.clone() }))
+        let https1 = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let upgrade_client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(https1);
+        Ok(Arc::new(Routes {
+            registry: RwLock::new(registry),
+            client,
+            upgrade_client,
+            config: g.routing.clone(),
+            sources: g.static_definitions.clone(),
+        }))
     }
 
     /// The current table.
