@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plexgate_tests::assert_eventually;
+use rustls::pki_types::pem::PemObject;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, PASSWORD, token_from};
 use serde_json::{Value, json};
 
@@ -371,4 +372,33 @@ fn sigterm_drains_the_gateway_and_it_exits_0() {
     assert_eq!(c.query(0, &token).status(), 200);
     let code = c.gateways[0].as_mut().unwrap().wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "exit code after drain");
+}
+
+#[test]
+fn tls_versions_alpn_and_metrics() {
+    let c = Cluster::start(ClusterSetup { gateways: 1, start_gateways: 1, ..ClusterSetup::default() });
+    // HTTP/2 by ALPN, and HTTP/1.1 for a client that offers only that.
+    let r = c.http.get(c.url(0, "/application/health")).send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    for (versions, alpn) in [(&[&rustls::version::TLS12][..], b"http/1.1".to_vec()), (&[&rustls::version::TLS13][..], b"h2".to_vec())] {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(c.ws.ca()).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.clone()];
+        let client = reqwest::blocking::Client::builder().tls_backend_preconfigured(config).build().unwrap();
+        let r = client.get(c.url(0, "/application/health")).send().unwrap();
+        assert_eq!(r.status(), 200, "{versions:?}");
+        assert_eq!(r.version(), if alpn == b"h2" { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 });
+    }
+    let _ = c.login(0, "alice", PASSWORD);
+    let text = c.http.get(c.url(0, "/application/metrics")).send().unwrap().text().unwrap();
+    for name in ["plexgate_gateway_requests_total{", "plexgate_gateway_logins_total{result=\"success\"}", "plexgate_gateway_request_duration_seconds_bucket"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
 }
