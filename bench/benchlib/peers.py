@@ -42,14 +42,14 @@ def haproxy_l4(tmp, fe_nginx, fe_chain, nginx_port, l7_jwt_port):
     return f"""# HAProxy mode tcp: the peer of plexgate's distributor.
 global
   nbthread 2
-  maxconn 20000
+  maxconn 8000
   pidfile {tmp}/haproxy-l4.pid
 defaults
   mode tcp
   timeout connect 5s
   timeout client 300s
   timeout server 300s
-  maxconn 20000
+  maxconn 8000
 # scenario 1: straight to nginx
 frontend l4_nginx
   bind 127.0.0.1:{fe_nginx}
@@ -69,7 +69,7 @@ def haproxy_l7(tmp, pem, pubkey, fe_open, fe_jwt, nginx_port):
     return f"""# HAProxy mode http with TLS (the gateway's certificate): the peer of plexgate's gateway.
 global
   nbthread 2
-  maxconn 20000
+  maxconn 8000
   pidfile {tmp}/haproxy-l7.pid
   ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
@@ -79,7 +79,7 @@ defaults
   timeout client 300s
   timeout server 300s
   timeout http-keep-alive 300s
-  maxconn 20000
+  maxconn 8000
 # scenario 2a: routed GET, no authentication
 frontend l7_open
   bind 127.0.0.1:{fe_open} ssl crt {pem} alpn h2,http/1.1

@@ -91,6 +91,11 @@ zowe:
 components:
   gateway:
     enabled: false
+    # Checked even when the gateway is disabled (the default provider, zosmf, needs zOSMF.host).
+    apiml:
+      security:
+        auth:
+          provider: users-file
   caching-service:
     enabled: false
   distributor:
@@ -120,6 +125,10 @@ zowe:
 components:
   gateway:
     enabled: false
+    apiml:
+      security:
+        auth:
+          provider: users-file
   caching-service:
     enabled: true
     port: {port}

@@ -151,6 +151,8 @@ pub struct GatewayConfig {
     pub static_definitions: Vec<PathBuf>,
     /// Forwarding to API services.
     pub routing: RoutingConfig,
+    /// Connections start with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
 }
 
 /// Forwarding to API services, checked.

@@ -168,6 +168,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             health_check_interval: g.routing.health_check_interval.0,
             ejection: g.routing.ejection.0,
         },
+        proxy_protocol: g.proxy_protocol,
     };
     let mut gateway = gateway;
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());

@@ -54,6 +54,7 @@ pub struct GatewayServer {
     state: Arc<Gateway>,
     grace: Duration,
     timeout: Duration,
+    proxy_protocol: bool,
 }
 
 impl GatewayServer {
@@ -125,6 +126,7 @@ impl GatewayServer {
             state,
             grace: g.shutdown_grace,
             timeout: g.shutdown_timeout,
+            proxy_protocol: g.proxy_protocol,
         })
     }
 
@@ -144,7 +146,7 @@ impl GatewayServer {
         };
         tokio::pin!(stop_accepting);
         loop {
-            let (tcp, peer) = tokio::select! {
+            let (mut tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -159,7 +161,20 @@ impl GatewayServer {
             let acceptor = self.acceptor.clone();
             let app = self.app.clone();
             let watcher = graceful.watcher();
+            let proxy_protocol = self.proxy_protocol;
             tokio::spawn(async move {
+                let client = if proxy_protocol {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::proxy_protocol::read_header(&mut tcp, peer)).await {
+                        Ok(Ok(addr)) => addr,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "connection without a valid PROXY header closed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                } else {
+                    peer
+                };
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
@@ -169,7 +184,7 @@ impl GatewayServer {
                     Err(_) => return,
                 };
                 let service = TowerToHyperService::new(
-                    app.layer(Extension(ClientAddr(peer.ip())))
+                    app.layer(Extension(ClientAddr(client.ip())))
                         .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
                 );
                 let builder = http_builder();

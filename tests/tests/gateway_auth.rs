@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plexgate_tests::assert_eventually;
-use rustls::pki_types::pem::PemObject;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, PASSWORD, token_from};
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 fn zowe_error(r: reqwest::blocking::Response, status: u16, number: &str) -> Value {
@@ -398,7 +398,11 @@ fn tls_versions_alpn_and_metrics() {
     }
     let _ = c.login(0, "alice", PASSWORD);
     let text = c.http.get(c.url(0, "/application/metrics")).send().unwrap().text().unwrap();
-    for name in ["plexgate_gateway_requests_total{", "plexgate_gateway_logins_total{result=\"success\"}", "plexgate_gateway_request_duration_seconds_bucket"] {
+    for name in [
+        "plexgate_gateway_requests_total{",
+        "plexgate_gateway_logins_total{result=\"success\"}",
+        "plexgate_gateway_request_duration_seconds_bucket",
+    ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 }

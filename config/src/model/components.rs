@@ -106,6 +106,8 @@ pub struct Gateway {
     pub static_definitions_directories: Option<Vec<String>>,
     /// Our own: forwarding to API services.
     pub routing: Routing,
+    /// Our own: every connection starts with a PROXY protocol v2 header from the distributor.
+    pub proxy_protocol: bool,
     /// Certificates of this component, overriding `zowe.certificate`.
     pub certificate: Option<Certificate>,
     /// Zowe's (accepted, unused).
@@ -133,6 +135,7 @@ impl Default for Gateway {
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
             static_definitions_directories: None,
             routing: Routing::default(),
+            proxy_protocol: false,
             certificate: None,
             debug: None,
             server: None,
