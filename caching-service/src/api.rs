@@ -214,12 +214,8 @@ async fn evict_tokens(
     headers: HeaderMap,
     Path(map): Path<String>,
 ) -> Result<StatusCode, CacheError> {
-    let ns = namespace(&peer, &headers)?;
     let now = now_millis();
-    let entries = s.storage.map_get(&ns, &map).await?.unwrap_or_default();
-    let expired: Vec<String> = entries.into_iter().filter(|(_, v)| expiry_millis(v).is_some_and(|e| e < now)).map(|(k, _)| k).collect();
-    s.storage.map_remove(&ns, &map, &expired).await?;
-    Ok(StatusCode::NO_CONTENT)
+    evict_where(&s, &peer, &headers, &map, |v| expiry_millis(v).is_some_and(|e| e < now)).await
 }
 
 /// Drops rules (value: their timestamp, epoch milliseconds) older than 90 days.
@@ -229,11 +225,22 @@ async fn evict_rules(
     headers: HeaderMap,
     Path(map): Path<String>,
 ) -> Result<StatusCode, CacheError> {
-    let ns = namespace(&peer, &headers)?;
     let cutoff = now_millis().saturating_sub(RULE_MAX_AGE_MILLIS);
-    let entries = s.storage.map_get(&ns, &map).await?.unwrap_or_default();
-    let old: Vec<String> = entries.into_iter().filter(|(_, v)| v.trim().parse::<u64>().is_ok_and(|t| t < cutoff)).map(|(k, _)| k).collect();
-    s.storage.map_remove(&ns, &map, &old).await?;
+    evict_where(&s, &peer, &headers, &map, |v| v.trim().parse::<u64>().is_ok_and(|t| t < cutoff)).await
+}
+
+/// Removes the entries of the caller's `map` whose value `doomed` picks.
+async fn evict_where(
+    s: &AppState,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+    map: &str,
+    doomed: impl Fn(&str) -> bool,
+) -> Result<StatusCode, CacheError> {
+    let ns = namespace(peer, headers)?;
+    let entries = s.storage.map_get(&ns, map).await?.unwrap_or_default();
+    let keys: Vec<String> = entries.into_iter().filter(|(_, v)| doomed(v)).map(|(k, _)| k).collect();
+    s.storage.map_remove(&ns, map, &keys).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

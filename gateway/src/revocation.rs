@@ -29,6 +29,33 @@ pub const INVALID_SCOPES: &str = "invalidScopes";
 /// Cache key of the shared salt.
 pub const SALT_KEY: &str = "salt";
 
+/// A revocation rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Every token of a user.
+    User,
+    /// Every PAT for a service.
+    Scope,
+}
+
+impl Rule {
+    /// The map the rule lives in.
+    pub fn map(self) -> &'static str {
+        match self {
+            Rule::User => INVALID_USERS,
+            Rule::Scope => INVALID_SCOPES,
+        }
+    }
+
+    /// The field of the request body naming the id.
+    pub fn field(self) -> &'static str {
+        match self {
+            Rule::User => "userId",
+            Rule::Scope => "serviceId",
+        }
+    }
+}
+
 /// What one decision reads: present keys and their values.
 trait Lookup {
     fn get(&self, map: &str, key: &str) -> Option<String>;
@@ -150,18 +177,10 @@ impl Revocations {
         Ok(())
     }
 
-    /// Revokes every token of `user` issued at or before `at_millis`.
-    pub async fn revoke_user(&self, user: &str, at_millis: u64) -> Result<(), GatewayError> {
+    /// Revokes every token of a user (or every PAT for a service) issued at or before `at_millis`.
+    pub async fn revoke_rule(&self, rule: Rule, id: &str, at_millis: u64) -> Result<(), GatewayError> {
         let salt = self.salt().await?;
-        self.write(INVALID_USERS, &Self::hash(&salt, &user.to_lowercase()), &at_millis.to_string()).await?;
-        self.cache.clear();
-        Ok(())
-    }
-
-    /// Revokes every PAT for `service` issued at or before `at_millis`.
-    pub async fn revoke_scope(&self, service: &str, at_millis: u64) -> Result<(), GatewayError> {
-        let salt = self.salt().await?;
-        self.write(INVALID_SCOPES, &Self::hash(&salt, &service.to_lowercase()), &at_millis.to_string()).await?;
+        self.write(rule.map(), &Self::hash(&salt, &id.to_lowercase()), &at_millis.to_string()).await?;
         self.cache.clear();
         Ok(())
     }

@@ -7,6 +7,7 @@
 pub mod caching;
 pub mod cluster;
 pub mod distributor;
+pub mod drills;
 pub mod forge;
 pub mod https;
 pub mod process;

@@ -35,7 +35,7 @@ fn the_gateways_see_the_real_client_address_through_the_distributor() {
         .build()
         .unwrap();
     let url = format!("https://127.0.0.1:{}/sample/api/v1/echo", d.port);
-    let mut echo = Value::Null;
+    let mut echo: Value;
     assert_eventually!(
         Duration::from_secs(20),
         {

@@ -44,7 +44,7 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     assert!(logs.contains(&format!("northbound URL: https://127.0.0.1:{port}")), "{logs}");
     let http = plexgate_tests::https::client(&ws.ca(), None);
     let login = format!("https://127.0.0.1:{port}/gateway/api/v1/auth/login");
-    let mut token = None;
+    let mut token: Option<String>;
     assert_eventually!(
         Duration::from_secs(60),
         {

@@ -6,6 +6,7 @@ use axum::Extension;
 use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::extract::State;
+use axum::http::Uri;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 use super::small_body;
 use crate::error::GatewayError;
+use crate::revocation::Rule;
 use crate::state::{ClientAddr, Gateway};
 use crate::tokens::{Kind, Rejection};
 
@@ -124,7 +126,7 @@ pub async fn revoke_own(
         serde_json::from_slice(&bytes).map_err(|_| GatewayError::RevokeBodyInvalid)?
     };
     let at = timestamp(&v)?;
-    g.revocations.revoke_user(&user, at).await?;
+    g.revocations.revoke_rule(Rule::User, &user, at).await?;
     tracing::info!(user, at, "tokens of the user revoked by the user");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -138,6 +140,25 @@ async fn admin(g: &Gateway, headers: &HeaderMap, addr: ClientAddr, path: &str) -
     Ok(user)
 }
 
+/// An admin's rule: `{"<field>": id, "timestamp"?}` revokes every token of that user or for
+/// that service issued at or before the timestamp.
+async fn admin_rule(
+    g: &Gateway,
+    addr: ClientAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    rule: Rule,
+) -> Result<StatusCode, GatewayError> {
+    let by = admin(g, headers, addr, uri.path()).await?;
+    let v = json_body(body, GatewayError::RevokeBodyInvalid).await?;
+    let id = v[rule.field()].as_str().filter(|s| !s.trim().is_empty()).ok_or(GatewayError::RevokeBodyInvalid)?;
+    let at = timestamp(&v)?;
+    g.revocations.revoke_rule(rule, id, at).await?;
+    tracing::info!(?rule, id, by, at, "revocation rule set by an admin");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `DELETE /access-token/revoke/tokens/user` (admin): `{"userId", "timestamp"?}`.
 pub async fn revoke_user(
     State(g): St,
@@ -146,13 +167,7 @@ pub async fn revoke_user(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, GatewayError> {
-    let by = admin(&g, &headers, addr, uri.path()).await?;
-    let v = json_body(body, GatewayError::RevokeBodyInvalid).await?;
-    let user = v["userId"].as_str().filter(|s| !s.trim().is_empty()).ok_or(GatewayError::RevokeBodyInvalid)?;
-    let at = timestamp(&v)?;
-    g.revocations.revoke_user(user, at).await?;
-    tracing::info!(user, by, at, "tokens of a user revoked by an admin");
-    Ok(StatusCode::NO_CONTENT)
+    admin_rule(&g, addr, &uri, &headers, body, Rule::User).await
 }
 
 /// `DELETE /access-token/revoke/tokens/scope` (admin): `{"serviceId", "timestamp"?}`.
@@ -163,13 +178,7 @@ pub async fn revoke_scope(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, GatewayError> {
-    let by = admin(&g, &headers, addr, uri.path()).await?;
-    let v = json_body(body, GatewayError::RevokeBodyInvalid).await?;
-    let service = v["serviceId"].as_str().filter(|s| !s.trim().is_empty()).ok_or(GatewayError::RevokeBodyInvalid)?;
-    let at = timestamp(&v)?;
-    g.revocations.revoke_scope(service, at).await?;
-    tracing::info!(service, by, at, "tokens for a service revoked by an admin");
-    Ok(StatusCode::NO_CONTENT)
+    admin_rule(&g, addr, &uri, &headers, body, Rule::Scope).await
 }
 
 /// `DELETE /access-token/evict` (admin): drop expired tokens and rules older than 90 days.
