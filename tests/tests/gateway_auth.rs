@@ -359,16 +359,17 @@ fn sigterm_drains_the_gateway_and_it_exits_0() {
     let mut c = Cluster::start(ClusterSetup {
         gateways: 1,
         start_gateways: 1,
-        gateway_yaml: "    shutdown: {grace: 1s, timeout: 5s}\n".to_owned(),
+        gateway_yaml: "    shutdown: {grace: 3s, timeout: 5s}\n".to_owned(),
         ..ClusterSetup::default()
     });
     let token = c.login(0, "alice", PASSWORD);
     let g = c.gateways[0].as_mut().unwrap();
     g.signal("TERM");
     // During the grace period: DRAINING (503), and requests are still served.
-    let health = c.http.get(c.url(0, "/application/health")).send().unwrap();
-    assert_eq!(health.status(), 503);
-    assert_eq!(health.json::<Value>().unwrap()["status"], "DRAINING");
+    let draining = || {
+        c.http.get(c.url(0, "/application/health")).send().ok().filter(|r| r.status() == 503).and_then(|r| r.json::<Value>().ok()).is_some_and(|v| v["status"] == "DRAINING")
+    };
+    assert_eventually!(Duration::from_secs(2), draining(), "health reports DRAINING soon after SIGTERM");
     assert_eq!(c.query(0, &token).status(), 200);
     let code = c.gateways[0].as_mut().unwrap().wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "exit code after drain");
