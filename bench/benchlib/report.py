@@ -66,3 +66,30 @@ def table(headers, rows):
 
 def details(summary, body, lang=""):
     return f"<details><summary>{summary}</summary>\n\n```{lang}\n{body.rstrip()}\n```\n\n</details>\n"
+
+
+def log_summary(logdir, top=6):
+    """WARN and ERROR lines of plexgate's logs, counted by message (fields stripped)."""
+    import os
+    import re
+
+    pat = re.compile(r"\s(WARN|ERROR)\s+(\S+?): (.*)$")
+    field = re.compile(r"\s\w+=")
+    out = []
+    for name in sorted(os.listdir(logdir)):
+        if not name.endswith((".log", ".out")):
+            continue
+        counts = {}
+        with open(os.path.join(logdir, name), errors="replace") as f:
+            for line in f:
+                m = pat.search(line)
+                if not m:
+                    continue
+                msg = field.split(m.group(3), 1)[0].strip()
+                key = f"{m.group(1)} {m.group(2)}: {msg}"
+                counts[key] = counts.get(key, 0) + 1
+        if counts:
+            out.append(f"{name}:")
+            for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+                out.append(f"  {v:7d}  {k[:160]}")
+    return "\n".join(out)

@@ -115,9 +115,9 @@ components:
 def cache_yaml(ws, mode, port, tmp, redis_port=None):
     extra = ""
     if mode == "durable":
-        extra = f"\n    durable:\n      file: {tmp}/cache-durable.redb"
+        extra = f"\n      durable:\n        file: {tmp}/cache-durable.redb"
     if mode == "redis":
-        extra = f"\n    redis:\n      masterNodeUri: 127.0.0.1:{redis_port}"
+        extra = f"\n      redis:\n        masterNodeUri: 127.0.0.1:{redis_port}"
     return f"""# bench/run, scenario 4: the caching service on storage `{mode}`.
 zowe:
   externalDomains: [127.0.0.1]

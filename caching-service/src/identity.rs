@@ -66,23 +66,7 @@ impl Identities {
     }
 }
 
-/// The subject DN of a certificate, RFC 4514 style (`CN=..., O=...`).
-pub fn subject_dn(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let mut parts: Vec<String> = Vec::new();
-    for rdn in parsed.subject().iter_rdn() {
-        for atv in rdn.iter() {
-            let name = x509_parser::objects::oid2abbrev(atv.attr_type(), x509_parser::objects::oid_registry())
-                .map(str::to_owned)
-                .unwrap_or_else(|_| atv.attr_type().to_id_string());
-            let value = atv.as_str().ok()?.to_owned();
-            parts.push(format!("{name}={value}"));
-        }
-    }
-    // Most specific first, as Java's X500Principal.getName() prints it.
-    parts.reverse();
-    Some(parts.join(", "))
-}
+pub use plexgate_config::tls::subject_dn;
 
 /// A DN for comparison: attributes trimmed, types upper-cased, order kept.
 pub fn normalize(dn: &str) -> String {

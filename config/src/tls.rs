@@ -113,3 +113,27 @@ pub fn client_config(c: &Certificates, v: TlsVersions, verify: VerifyCertificate
     };
     Ok(builder.with_client_auth_cert(load_certs(&c.client_certificate)?, load_key(&c.client_key)?)?)
 }
+
+/// The subject DN of a certificate, most specific attribute first, as Java's
+/// `X500Principal.getName()` prints it (`CN=..., O=...`): what Zowe passes on and compares.
+pub fn subject_dn(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let mut parts: Vec<String> = Vec::new();
+    for rdn in parsed.subject().iter_rdn() {
+        for atv in rdn.iter() {
+            let name = x509_parser::objects::oid2abbrev(atv.attr_type(), x509_parser::objects::oid_registry())
+                .map(str::to_owned)
+                .unwrap_or_else(|_| atv.attr_type().to_id_string());
+            parts.push(format!("{name}={}", atv.as_str().ok()?));
+        }
+    }
+    parts.reverse();
+    Some(parts.join(", "))
+}
+
+/// The subject's common name of a certificate.
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    Some(cn)
+}

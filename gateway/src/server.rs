@@ -22,7 +22,7 @@ use tower::ServiceExt;
 use crate::auth::{AuthProvider, LoginLimiter, UsersFileProvider, ZosmfProvider};
 use crate::error::GatewayError;
 use crate::revocation::Revocations;
-use crate::state::{ClientAddr, Gateway};
+use crate::state::{ClientAddr, ClientCert, Gateway};
 use crate::tokens::{Keys, TokenService, VerifiedCache};
 
 /// A TLS handshake slower than this is dropped.
@@ -33,6 +33,27 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most request headers.
 pub const MAX_HEADERS: usize = 100;
+
+/// Client certificates are asked for but optional (for `x509` routes); one that is offered
+/// must chain to the truststore, or the handshake fails.
+fn client_verifier(c: &plexgate_config::Certificates) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, GatewayError> {
+    let roots = tls::load_roots(c).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tls::provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| GatewayError::Internal(format!("client certificate verifier: {e}")))
+}
+
+/// The verified client certificate of a connection, if it presented one.
+fn client_cert(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<ClientCert> {
+    use base64::Engine;
+    let cert = tls.get_ref().1.peer_certificates()?.first()?;
+    Some(ClientCert {
+        dn: tls::subject_dn(cert)?,
+        cn: tls::common_name(cert).unwrap_or_default(),
+        der_base64: base64::engine::general_purpose::STANDARD.encode(cert.as_ref()),
+    })
+}
 
 /// HTTP/1.1 and HTTP/2 with the limits above.
 fn http_builder() -> auto::Builder<TokioExecutor> {
@@ -112,9 +133,8 @@ impl GatewayServer {
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
         });
-        let server_config =
-            tls::server_config(&g.certificates, config.tls, rustls::server::WebPkiClientVerifier::no_client_auth(), &[b"h2", b"http/1.1"])
-                .map_err(|e| setup("TLS", e.to_string()))?;
+        let server_config = tls::server_config(&g.certificates, config.tls, client_verifier(&g.certificates)?, &[b"h2", b"http/1.1"])
+            .map_err(|e| setup("TLS", e.to_string()))?;
         let listener = TcpListener::bind((g.host.as_str(), g.port))
             .await
             .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
@@ -185,6 +205,7 @@ impl GatewayServer {
                 };
                 let service = TowerToHyperService::new(
                     app.layer(Extension(ClientAddr(client.ip())))
+                        .layer(Extension(client_cert(&tls)))
                         .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
                 );
                 let builder = http_builder();

@@ -26,6 +26,17 @@ pub const PAT_HEADER: &str = "private-token";
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
+/// The client certificate of a connection, verified against the truststore at the handshake.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// Subject DN.
+    pub dn: String,
+    /// Subject common name.
+    pub cn: String,
+    /// The certificate, base64 DER.
+    pub der_base64: String,
+}
+
 /// The shared state of one gateway.
 pub struct Gateway {
     /// The haInstance it runs as.

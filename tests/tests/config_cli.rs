@@ -114,9 +114,9 @@ fn static_service_definitions_are_validated_too() {
     assert!(err.contains("bad.yml: services[0] (one): instanceBaseUrls"), "{err}");
     assert!(err.contains("bad.yml: services[1] (two): routes[0] has no gatewayUrl"), "{err}");
     assert!(err.contains("serviceId `three` is defined twice"), "{err}");
-    ws.write("workspace/api-mediation/api-defs/bad.yml", "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n    authentication: {scheme: x509}\n");
+    ws.write("workspace/api-mediation/api-defs/bad.yml", "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n    authentication: {scheme: safIdt}\n");
     let err = ws.run(&["config", "validate"], "").expect_code(2).stderr();
-    assert!(err.contains("authentication scheme `x509` is not supported"), "{err}");
+    assert!(err.contains("authentication scheme `safIdt` is not supported"), "{err}");
     ws.write(
         "workspace/api-mediation/api-defs/bad.yml",
         "services:\n  - serviceId: fine\n    instanceBaseUrls: [https://h:1/]\n    routes: [{gatewayUrl: api}]\n",

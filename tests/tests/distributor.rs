@@ -302,3 +302,25 @@ fn sigterm_stops_accepting_lets_open_connections_finish_and_exits_0() {
     assert_eq!(d.proc.wait_exit(Duration::from_secs(5)), Some(0), "{}", d.proc.logs());
     eprintln!("exited {:?} after the last connection closed", closed.elapsed());
 }
+
+#[test]
+fn zz_tmp_timing() {
+    let (c, base) = cluster();
+    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: roundRobin\n{FAST_HEALTH}"));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    let tls = tls_client(&c.ws);
+    let mut no_resume = (*tls).clone();
+    no_resume.resumption = rustls::client::Resumption::disabled();
+    let no_resume = std::sync::Arc::new(no_resume);
+    for (name, port, cfg) in [("direct", c.ports[0], &tls), ("via", d.port, &tls), ("direct-noresume", c.ports[0], &no_resume), ("via-noresume", d.port, &no_resume)] {
+        let t = Instant::now();
+        let (got, errors) = spread(port, cfg, 200);
+        eprintln!("{name}: 200 in {:?} {got:?} {}", t.elapsed(), errors.len());
+    }
+    let t = Instant::now();
+    for _ in 0..200 { let _ = Conn::open(d.port, &tls).unwrap(); }
+    eprintln!("handshake only via: {:?}", t.elapsed());
+    let t = Instant::now();
+    for _ in 0..200 { let _ = TcpStream::connect(("127.0.0.1", d.port)).unwrap(); }
+    eprintln!("tcp only via: {:?}", t.elapsed());
+}

@@ -367,7 +367,13 @@ fn sigterm_drains_the_gateway_and_it_exits_0() {
     g.signal("TERM");
     // During the grace period: DRAINING (503), and requests are still served.
     let draining = || {
-        c.http.get(c.url(0, "/application/health")).send().ok().filter(|r| r.status() == 503).and_then(|r| r.json::<Value>().ok()).is_some_and(|v| v["status"] == "DRAINING")
+        c.http
+            .get(c.url(0, "/application/health"))
+            .send()
+            .ok()
+            .filter(|r| r.status() == 503)
+            .and_then(|r| r.json::<Value>().ok())
+            .is_some_and(|v| v["status"] == "DRAINING")
     };
     assert_eventually!(Duration::from_secs(2), draining(), "health reports DRAINING soon after SIGTERM");
     assert_eq!(c.query(0, &token).status(), 200);

@@ -296,3 +296,32 @@ fn sighup_reloads_definitions_without_dropping_requests() {
     );
     assert_eq!(c.http.get(c.url(0, "/two/api/v1/hello")).send().unwrap().status(), 200);
 }
+
+#[test]
+fn x509_routes_pass_the_client_certificate_and_refuse_callers_without_one() {
+    let mut c = cluster("");
+    let a = c.start_sample("a");
+    let def = sample_definition("certsvc", &[a.port], "x509")
+        + &sample_definition("slowsvc", &[a.port], "bypass").replace("services:\n", "")
+        + "    customMetadata:\n      apiml:\n        readTimeout: 500\n";
+    c.define("x509.yml", &def);
+    c.start_gateway(0);
+    let url = c.url(0, "/certsvc/api/v1/echo");
+    // Without a certificate, and with forged X-Certificate-* headers: refused.
+    zowe_error(c.http.get(&url).header("X-Certificate-DistinguishedName", "CN=admin").send().unwrap(), 401, "ZWEAO402E");
+    // With the workspace's client certificate (signed by the trusted CA).
+    let v: Value = c.ws.client().get(&url).header("X-Certificate-CommonName", "forged").send().unwrap().json().unwrap();
+    let h = &v["headers"];
+    assert_eq!(h["x-certificate-distinguishedname"], "CN=plexgate-gateway, O=plexgate", "{h}");
+    assert_eq!(h["x-certificate-commonname"], "plexgate-gateway", "{h}");
+    assert!(h["x-certificate-public"].as_str().unwrap().len() > 200, "{h}");
+    // A certificate from another CA does not even get through the handshake.
+    let stranger = plexgate_tests::Workspace::new();
+    stranger.run(&["init", "certificate"], "").expect_code(0);
+    let (cert, key) = stranger.client_identity();
+    assert!(plexgate_tests::https::client(&c.ws.ca(), Some((&cert, &key))).get(&url).send().is_err());
+    // A service's own readTimeout (Zowe's customMetadata.apiml.readTimeout) beats the default.
+    let start = Instant::now();
+    zowe_error(c.http.get(c.url(0, "/slowsvc/api/v1/slow?ms=3000")).send().unwrap(), 504, "ZWEAG510E");
+    assert!(start.elapsed() < Duration::from_millis(2500), "{:?}", start.elapsed());
+}

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::routing::definitions::Scheme;
 use crate::state::Gateway;
 
 /// The list.
@@ -23,7 +22,7 @@ pub async fn list(State(g): State<Arc<Gateway>>) -> Json<Value> {
                 "apiml": {
                     "service": {"title": d.title, "description": d.description},
                     "apiInfo": d.routes.iter().map(|r| json!({"gatewayUrl": r.gateway_url, "basePath": format!("/{}/{}", d.service_id, r.gateway_url)})).collect::<Vec<_>>(),
-                    "authentication": [{"scheme": match d.scheme { Scheme::Bypass => "bypass", Scheme::ZoweJwt => "zoweJwt" }}],
+                    "authentication": [{"scheme": d.scheme.name()}],
                 },
                 "instances": s.instances.iter().map(|i| json!({"instanceId": i.id, "baseUrl": i.base.to_string(), "status": i.status(), "requests": i.requests.load(std::sync::atomic::Ordering::Relaxed)})).collect::<Vec<_>>(),
             })

@@ -19,6 +19,20 @@ pub enum Scheme {
     Bypass,
     /// A valid login token, or a PAT scoped to the service, is required and passed on.
     ZoweJwt,
+    /// A client certificate (verified against the truststore at the TLS handshake) is
+    /// required; its DN, CN and DER are passed on as `X-Certificate-*`.
+    X509,
+}
+
+impl Scheme {
+    /// The name in Zowe's definitions.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Bypass => "bypass",
+            Scheme::ZoweJwt => "zoweJwt",
+            Scheme::X509 => "x509",
+        }
+    }
 }
 
 /// One route of a service.
@@ -49,6 +63,9 @@ pub struct ServiceDef {
     pub scheme: Scheme,
     /// `customMetadata.apiml.lb.type: authentication`: one user, one instance, on every gateway.
     pub sticky_by_user: bool,
+    /// `customMetadata.apiml.readTimeout` (milliseconds, as Zowe has it): this service's time
+    /// until the first byte of an answer, instead of `routing.responseTimeout`.
+    pub read_timeout: Option<std::time::Duration>,
     /// The file it came from.
     pub file: PathBuf,
 }
@@ -189,7 +206,17 @@ fn service(path: &Path, i: usize, v: &Value, out: &mut Loaded) -> Result<Service
     let scheme = match v.pointer("/authentication/scheme").and_then(Value::as_str).unwrap_or("bypass") {
         "bypass" => Scheme::Bypass,
         "zoweJwt" => Scheme::ZoweJwt,
-        other => return Err(format!("{at}: authentication scheme `{other}` is not supported by plexgate yet; supported: bypass, zoweJwt")),
+        "x509" => Scheme::X509,
+        other => {
+            return Err(format!("{at}: authentication scheme `{other}` is not supported by plexgate yet; supported: bypass, zoweJwt, x509"));
+        }
+    };
+    let read_timeout = match v.pointer("/customMetadata/apiml/readTimeout") {
+        None => None,
+        Some(t) => match t.as_u64().or_else(|| t.as_str().and_then(|s| s.trim().parse().ok())) {
+            Some(ms) if ms > 0 => Some(std::time::Duration::from_millis(ms)),
+            _ => return Err(format!("{at}: customMetadata.apiml.readTimeout must be a positive number of milliseconds")),
+        },
     };
     let sticky =
         v.pointer("/customMetadata/apiml/lb/type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("authentication"));
@@ -202,6 +229,7 @@ fn service(path: &Path, i: usize, v: &Value, out: &mut Loaded) -> Result<Service
         routes,
         scheme,
         sticky_by_user: sticky,
+        read_timeout,
         file: path.to_owned(),
     })
 }

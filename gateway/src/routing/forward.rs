@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use super::definitions::{RouteDef, Scheme};
 use super::registry::{Instance, Service};
 use crate::error::GatewayError;
-use crate::state::{AUTH_COOKIE, ClientAddr, Gateway, PAT_COOKIE, PAT_HEADER, bearer, cookie};
+use crate::state::{AUTH_COOKIE, ClientAddr, ClientCert, Gateway, PAT_COOKIE, PAT_HEADER, bearer, cookie};
 use crate::tokens::Kind;
 
 /// Bodies up to this size are kept so the request can be retried on another instance.
@@ -52,7 +52,8 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
     if let Err(e) = check_path(&rest) {
         return (Err(e), sid, None, None);
     }
-    let (user, token) = match authenticate(g, &service, req.headers(), req.uri().path()).await {
+    let cert = req.extensions().get::<Option<ClientCert>>().cloned().flatten();
+    let (user, token) = match authenticate(g, &service, req.headers(), req.uri().path(), cert.as_ref()).await {
         Ok(v) => v,
         Err(e) => return (Err(e), sid, None, None),
     };
@@ -94,6 +95,17 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
     };
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
     let mut headers = upstream_headers(&parts.headers, parts.uri.authority().map(|a| a.as_str()), addr, token.as_deref());
+    if service.def.scheme == Scheme::X509
+        && let Some(c) = &cert
+    {
+        for (name, value) in
+            [("x-certificate-distinguishedname", &c.dn), ("x-certificate-commonname", &c.cn), ("x-certificate-public", &c.der_base64)]
+        {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
+    }
     if let (Some(proto), Some(on_client)) = (upgrade, client_upgrade) {
         if let (Ok(p), Some(instance)) = (HeaderValue::from_str(&proto), candidates.first()) {
             headers.insert(header::UPGRADE, p);
@@ -124,16 +136,12 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
             return (Err(GatewayError::Internal("cannot build the upstream request".to_owned())), sid, None, user);
         };
         instance.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sent = tokio::time::timeout(g.routes.config.response_timeout, g.routes.client.request(up)).await;
+        let read_timeout = service.def.read_timeout.unwrap_or(g.routes.config.response_timeout);
+        let sent = tokio::time::timeout(read_timeout, g.routes.client.request(up)).await;
         let more = n + 1 < attempts && keep.is_some();
         match sent {
             Err(_) => {
-                return (
-                    Err(GatewayError::GatewayTimeout(format!("{:?}", g.routes.config.response_timeout))),
-                    sid,
-                    Some(instance.id.clone()),
-                    user,
-                );
+                return (Err(GatewayError::GatewayTimeout(format!("{read_timeout:?}"))), sid, Some(instance.id.clone()), user);
             }
             Ok(Err(e)) if e.is_connect() => {
                 instance.failed(g.routes.config.ejection);
@@ -266,9 +274,12 @@ async fn authenticate(
     service: &Service,
     headers: &HeaderMap,
     path: &str,
+    cert: Option<&ClientCert>,
 ) -> Result<(Option<String>, Option<String>), GatewayError> {
-    if service.def.scheme == Scheme::Bypass {
-        return Ok((None, None));
+    match service.def.scheme {
+        Scheme::Bypass => return Ok((None, None)),
+        Scheme::X509 => return cert.map(|c| (Some(c.cn.clone()), None)).ok_or(GatewayError::Unauthorized),
+        Scheme::ZoweJwt => {}
     }
     let unauthorized = |e: GatewayError| match e {
         GatewayError::NotReady(_) => e,

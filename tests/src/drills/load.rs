@@ -26,6 +26,8 @@ pub enum Connections {
     Fresh,
     /// A pool of HTTP/1.1 keep-alive connections (reqwest's default pool), as a long-running
     /// client or a browser holds them; requests on a pooled connection stay on its gateway.
+    /// A GET whose connection closed before any answer is sent once more on a new connection,
+    /// as such clients do (counted in [`Run::retried_by_cause`]).
     KeepAlive,
     /// One HTTP/2 connection multiplexing the requests (ALPN h2).
     Http2,
@@ -88,6 +90,8 @@ pub struct Record {
     pub outcome: Outcome,
     /// The `instance` field of a sample service's answer.
     pub instance: Option<String>,
+    /// The cause of a first attempt that was retried (keep-alive streams only, see [`Connections::KeepAlive`]).
+    pub retried: Option<String>,
 }
 
 impl Record {
@@ -115,6 +119,7 @@ struct Progress {
     sent: AtomicU64,
     ok: AtomicU64,
     failed: AtomicU64,
+    instances: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A running load. Stop it with [`Load::stop`]; dropping it stops it too.
@@ -173,6 +178,11 @@ impl Load {
     /// Requests failed so far.
     pub fn failed(&self) -> u64 {
         self.progress.failed.load(Ordering::Relaxed)
+    }
+
+    /// Answers so far from sample-service instance `id`.
+    pub fn answered_by(&self, id: &str) -> u64 {
+        self.progress.instances.lock().expect("instances").get(id).copied().unwrap_or(0)
     }
 
     /// Stops scheduling, waits for the requests in flight (each bounded by the timeout) and
@@ -234,11 +244,14 @@ async fn run(spec: LoadSpec, start: Instant, progress: Arc<Progress>, mut stoppe
         progress.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let started = start.elapsed();
-            let (outcome, instance) = one(&client, &spec).await;
+            let (outcome, instance, retried) = one(&client, &spec).await;
             let finished = start.elapsed();
             let counter = if outcome == Outcome::Ok { &progress.ok } else { &progress.failed };
             counter.fetch_add(1, Ordering::Relaxed);
-            records.lock().expect("records").push(Record { seq, intended, started, finished, outcome, instance });
+            if let Some(i) = &instance {
+                *progress.instances.lock().expect("instances").entry(i.clone()).or_insert(0) += 1;
+            }
+            records.lock().expect("records").push(Record { seq, intended, started, finished, outcome, instance, retried });
         });
         // Reap finished tasks as we go, so the set stays small on long runs.
         while tasks.try_join_next().is_some() {}
@@ -247,7 +260,31 @@ async fn run(spec: LoadSpec, start: Instant, progress: Arc<Progress>, mut stoppe
     std::mem::take(&mut *records.lock().expect("records"))
 }
 
-async fn one(client: &reqwest::Client, spec: &LoadSpec) -> (Outcome, Option<String>) {
+/// Whether a failed request died with its connection before any answer: what a client with a
+/// keep-alive pool meets when the server closes an idle connection just as the request is
+/// sent on it.
+fn stale_connection(cause: &str) -> bool {
+    cause.starts_with("request: ")
+        && ["connection closed before the response", "unexpected EOF", "connection reset", "broken pipe"].iter().any(|c| cause.ends_with(c))
+}
+
+async fn one(client: &reqwest::Client, spec: &LoadSpec) -> (Outcome, Option<String>, Option<String>) {
+    let (outcome, instance) = attempt(client, spec).await;
+    match &outcome {
+        // What HTTP clients with a connection pool do (Go's net/http, browsers, curl, Java's
+        // HttpClient; RFC 9110 section 9.2.2): an idempotent request whose reused connection
+        // closed before the answer is sent once more, on a new connection. reqwest does not,
+        // so the generator does it for the keep-alive stream, and counts it.
+        Outcome::Failed(cause) if spec.connections == Connections::KeepAlive && stale_connection(cause) => {
+            let first = cause.clone();
+            let (outcome, instance) = attempt(client, spec).await;
+            (outcome, instance, Some(first))
+        }
+        _ => (outcome, instance, None),
+    }
+}
+
+async fn attempt(client: &reqwest::Client, spec: &LoadSpec) -> (Outcome, Option<String>) {
     let mut req = client.get(&spec.url);
     if let Some(t) = &spec.bearer {
         req = req.bearer_auth(t);
@@ -400,6 +437,15 @@ impl Run {
     /// Latency of the requests intended in `[from, to)` (failed ones included: a user waited for them too).
     pub fn latency(&self, from: Duration, to: Duration) -> Latency {
         Latency::of(self.between(from, to).map(Record::latency).collect())
+    }
+
+    /// Requests sent a second time after their connection closed, by the first attempt's cause.
+    pub fn retried_by_cause(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for c in self.records.iter().filter_map(|r| r.retried.as_deref()) {
+            *m.entry(c.to_owned()).or_insert(0) += 1;
+        }
+        m
     }
 
     /// Requests in flight at `t`: handed to the client before it, not finished by it.

@@ -1,13 +1,15 @@
 //! The HA drills' harness (issue 7): the whole topology as real processes
 //! ([`topology::Topology`]), an open-model load generator ([`load`]), the report every drill
 //! prints and appends to `$PLEXGATE_DRILL_REPORT` ([`report`]), a Sentinel-managed Redis
-//! group ([`redis_group`]) and network namespaces for the network-cut drill ([`netns`]).
+//! group ([`redis_group`]), the revocation race ([`race`]) and network namespaces for the
+//! network-cut drill ([`netns`]).
 //!
 //! The drills themselves are `tests/drills.rs`; `cargo run -p plexgate-tests --bin drills --
 //! --report` runs them and writes `docs/ha-drills.md`.
 
 pub mod load;
 pub mod netns;
+pub mod race;
 pub mod redis_group;
 pub mod report;
 pub mod topology;

@@ -39,6 +39,8 @@ pub struct Stream {
     pub succeeded: usize,
     /// Failed requests by cause.
     pub failed: BTreeMap<String, usize>,
+    /// Requests the client sent a second time (stale keep-alive connection), by first cause.
+    pub retried: BTreeMap<String, usize>,
     /// Latency of requests intended before the fault.
     pub before: Latency,
     /// ... between the fault and the recovery mark.
@@ -60,6 +62,7 @@ impl Stream {
             sent: run.sent(),
             succeeded: run.succeeded(),
             failed: run.failed_by_cause(),
+            retried: run.retried_by_cause(),
             before: run.latency(Duration::ZERO, fault),
             during: run.latency(fault, recovered),
             after: run.latency(recovered, end),
@@ -81,6 +84,7 @@ impl Stream {
             "sent": self.sent,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "retried": self.retried,
             "before": lat(&self.before),
             "during": lat(&self.during),
             "after": lat(&self.after),
@@ -128,9 +132,15 @@ impl Report {
         self.figures.push((name.to_owned(), value.to_string()));
     }
 
+    /// The machine's load average (1, 5, 15 minutes), as `/proc/loadavg` has it.
+    pub fn loadavg() -> String {
+        std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    }
+
     /// Prints the report and appends it to `$PLEXGATE_DRILL_REPORT` if set. Call it before
     /// asserting the bound, so a failed drill still reports its figures.
-    pub fn emit(&self) {
+    pub fn emit(&mut self) {
+        self.figure("load average at the end (1/5/15 min)", Report::loadavg());
         println!("{self}");
         if let Some(path) = std::env::var_os(REPORT_ENV) {
             let line = self.json().to_string();
@@ -166,6 +176,9 @@ impl std::fmt::Display for Report {
             }
             writeln!(f, "load `{}` ({}, {} req/s):", s.name, s.connections, s.rate)?;
             writeln!(f, "  sent {}, succeeded {}, failed {}{}", s.sent, s.succeeded, s.failed_total(), failed)?;
+            if !s.retried.is_empty() {
+                writeln!(f, "  sent twice by the client (stale keep-alive connection): {:?}", s.retried)?;
+            }
             for (phase, l) in [("before", &s.before), ("during", &s.during), ("after", &s.after)] {
                 writeln!(f, "  {phase:<6} n={:<5} p50 {:>9}  p99 {:>9}  max {:>9}", l.n, ms(l.p50), ms(l.p99), ms(l.max))?;
             }

@@ -297,7 +297,7 @@ impl Topology {
             rate,
             bearer: Some(token.to_owned()),
             connections,
-            timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
             ca: self.ws.ca(),
             netns: self.control_netns(),
         })

@@ -1,0 +1,175 @@
+"""What every scenario shares: settings, the run's record, alternating rounds, HTTPS helpers."""
+
+import base64
+import http.client
+import json
+import os
+import ssl
+import time
+
+from benchlib import report as R
+from benchlib.procs import busy_builds, thread_names
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLEXGATE = os.path.join(ROOT, "target", "release", "plexgate")
+PLEXBENCH = os.path.join(ROOT, "bench", "tools", "target", "release", "plexbench")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+DUR = int(os.environ.get("BENCH_DURATION", "6"))
+OPEN_DUR = int(os.environ.get("BENCH_OPEN_DURATION", "5"))
+ONLY = {int(x) for x in os.environ.get("BENCH_ONLY", "1,2,3,4,5").split(",") if x.strip()}
+FULL = ONLY == {1, 2, 3, 4, 5}
+MAX_WAIT = int(os.environ.get("BENCH_MAX_WAIT", "1800"))
+WARMUP = 2
+USER, PASSWORD = "bench", "bench-password-1"
+FRESH_TOKENS = 200
+# Connections of the load generators (wrk: 2 threads).
+C_SMALL, C_CLOSE, C_BIG, C_OPEN, C_CACHE = 64, 32, 16, 50, 32
+
+
+class Run:
+    """What the report needs: sections of Markdown, commands, files, problems."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.sections = {}
+        self.headline = []
+        self.commands = []
+        self.files = {}
+        self.problems = []
+        self.contended = []
+        self.notes = []
+
+    def cmd(self, label, c):
+        self.commands.append((label, c))
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def quiet_wait(run, label, record=True):
+    """Waits while another session's cargo/rustc runs; notes the measurement if it cannot."""
+    waited = 0
+    while True:
+        busy = busy_builds()
+        if not busy:
+            return
+        if waited == 0:
+            log(f"{'/'.join(busy)} running (another session's build or test); waiting before '{label}'")
+        if waited >= MAX_WAIT:
+            if record and label not in run.contended:
+                run.contended.append(label)
+            log(f"still busy after {waited}s; measuring '{label}' anyway (noted in the report)")
+            return
+        time.sleep(5)
+        waited += 5
+
+
+def alternate(run, label, sides, seconds=DUR):
+    """Runs every side once as warm-up, then ROUNDS rounds alternating the order.
+    `sides`: list of (name, fn(seconds) -> dict). Returns {name: [dict per round]}."""
+    res = {n: [] for n, _ in sides}
+    for n, f in sides:
+        quiet_wait(run, label, record=False)
+        f(WARMUP)
+    for r in range(ROUNDS):
+        order = sides if r % 2 == 0 else list(reversed(sides))
+        for n, f in order:
+            quiet_wait(run, f"{label} / {n}")
+            d = f(seconds)
+            res[n].append(d)
+            extra = f", {d['mibps']:.0f} MiB/s" if "mibps" in d and "1 MiB" in label else ""
+            bad = f", {d['errors']} errors, {d['non2xx']} non-2xx" if d.get("errors") or d.get("non2xx") else ""
+            log(f"{label} / {n} round {r + 1}: {d['rps']:,.0f} req/s{extra}, p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms{bad}")
+    for n, _ in sides:
+        if res[n]:
+            run.cmd(f"{label} / {n}", res[n][-1]["cmd"])
+        errs = sum(d.get("errors", 0) for d in res[n])
+        non2xx = sum(d.get("non2xx", 0) for d in res[n])
+        total = sum(d.get("requests", 0) for d in res[n])
+        if errs or non2xx:
+            run.problems.append(f"{label} / {n}: {errs} socket errors and {non2xx} non-2xx answers of {total} requests over {ROUNDS} rounds")
+    return res
+
+
+def vals(res, name, key):
+    return [d[key] for d in res.get(name, [])]
+
+
+def med(res, name, key):
+    return R.median(vals(res, name, key))
+
+
+def open_rate(*rps):
+    """The offered load of a fixed-rate comparison: half the slower side's closed-loop median."""
+    r = min(x for x in rps if x)
+    step = 100 if r >= 2000 else 10
+    return max(step, int(r * 0.5 / step) * step)
+
+
+# --- HTTPS helpers (standard library) -----------------------------------------------------
+
+class Tls:
+    def __init__(self, ws):
+        c = os.path.join(ws, "certificates")
+        self.ca, self.cert, self.key = os.path.join(c, "ca.pem"), os.path.join(c, "client.pem"), os.path.join(c, "client.key")
+        self.server_pem, self.server_key = os.path.join(c, "server.pem"), os.path.join(c, "server.key")
+
+    def ctx(self, client_cert=False):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if client_cert:
+            ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+def request(port, method, path, ctx=None, headers=None, body=None, timeout=10):
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout) if ctx else \
+        http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.getheaders(), r.read()
+    finally:
+        conn.close()
+
+
+def login(port, ctx, user=USER, password=PASSWORD):
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    status, headers, _ = request(port, "POST", "/gateway/api/v1/auth/login", ctx, {"Authorization": f"Basic {basic}"})
+    if status != 204:
+        return None
+    for k, v in headers:
+        if k.lower() == "set-cookie" and v.startswith("apimlAuthenticationToken="):
+            return v.split(";", 1)[0].split("=", 1)[1]
+    return None
+
+
+def wait_until(what, fn, timeout=60, interval=0.1):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - anything means "not yet"
+            last = e
+        time.sleep(interval)
+    raise RuntimeError(f"{what}: not ready within {timeout}s ({last})")
+
+
+def tokio_workers(pid):
+    """Threads named by tokio (its workers, plus blocking-pool threads alive at the moment)."""
+    names = thread_names(pid)
+    return sum(v for k, v in names.items() if k.startswith(("tokio-rt-worker", "tokio-runtime-w")))
+
+
+
+def distributor_targets(admin_port):
+    """The distributor's view of its targets (admin `/status`), as one line."""
+    try:
+        _, _, body = request(admin_port, "GET", "/status")
+        d = json.loads(body)
+        return "; ".join(f"{t.get('name')}: {t.get('total')} connections in total, {t.get('state')}" for t in d.get("targets", []))
+    except Exception as e:  # noqa: BLE001 - informative only
+        return f"(admin status unavailable: {e})"
