@@ -73,13 +73,15 @@ def write_report(run, m, started, path, workers_seen):
              f"Targets are reported, not enforced.\n")
     L.append("## Headline\n")
     rows = []
-    for what, r, target, higher in run.headline:
-        if "(MB" in what or "(ms)" in what:
-            rows.append((what, "n/a" if r is None else f"{r:.1f}", "-" if target is None else f"< {target}",
-                         "-" if target is None else R.verdict(r, target, higher)))
+    for entry in run.headline:
+        what, r, target, higher = entry[:4]
+        unit = entry[4] if len(entry) > 4 else "x"
+        if unit == "x":
+            value, goal = R.fmt_ratio(r), "-" if target is None else f">= {target}x"
         else:
-            rows.append((what, R.fmt_ratio(r), "-" if target is None else f">= {target}x", "-" if target is None else R.verdict(r, target, higher)))
-    L.append(R.table(["plexgate vs peer", "ratio (median)", "target", ""], rows) + "\n")
+            value, goal = ("n/a" if r is None else f"{r:.1f} {unit}"), "-" if target is None else f"< {target} {unit}"
+        rows.append((what, value, goal, "-" if target is None else R.verdict(r, target, higher)))
+    L.append(R.table(["plexgate vs peer", "plexgate/peer (median), or value", "target", ""], rows) + "\n")
     if run.problems or run.contended:
         L.append("## Problems seen in this run\n")
         L.extend(f"- {p}" for p in run.problems)

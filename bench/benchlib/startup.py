@@ -140,7 +140,7 @@ def scenario5(run, procs, tmp, nginx_port):
     mb = lambda v: "gone" if v is None else f"{v / 1024:.1f} MB"  # noqa: E731
     rows = [(n, threads.get(n) or "-", mb(idle[n]), mb(one_login[n]), mb(sampled.get(n)), mb(after[n]), mb(hwm[n])) for n in pids]
     gw_idle = [idle[n] for n in pids if n.startswith("gateway") and idle[n]]
-    run.headline.append(("Gateway idle RSS, MB (target < 30)", max(gw_idle) / 1024 if gw_idle else None, 30, False))
+    run.headline.append(("Gateway RSS idle, before any login", max(gw_idle) / 1024 if gw_idle else None, 30, False, "MB"))
     text = R.table(["process (`plexgate up`)", "tokio threads (idle)", "RSS idle, no login yet", "after 1 login",
                     "with 1000 connections", "after 100 more logins", "peak (VmHWM)"], rows)
     text += (f"\n\nLoad: `wrk -t2 -c1000 -d8s` through the distributor (hotStandby: lpar1 preferred, lpar2 backup) to the "
@@ -150,5 +150,5 @@ def scenario5(run, procs, tmp, nginx_port):
     text += R.table(["start", "time from `plexgate up` to the first 204 login through the distributor port"], [
         ("cold: fresh workspace (certificates generated, demo user hashed)", f"{cold * 1000:.0f} ms"),
         ("warm: same workspace, second start", f"{warm * 1000:.0f} ms")])
-    run.headline.append(("Time from `plexgate up` to first login, warm start (ms)", warm * 1000, None, False))
+    run.headline.append(("Time from `plexgate up` to the first login through the distributor, warm start", warm * 1000, None, False, "ms"))
     run.sections[5] = text

@@ -204,7 +204,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         instances.iter().filter_map(|i| i.caching_service_port.map(|p| format!("https://{}:{p}", i.hostname))).collect()
     };
     let distributor = distributor::check(ctx, &y.components.distributor, &instances, &first_domain, external_port);
-    let zosmf = zosmf(ctx, y.zosmf.as_ref(), gateway.auth_provider);
+    let zosmf = zosmf(ctx, y.zosmf.as_ref(), gateway.auth_provider, gateway.enabled);
     let sample = &y.components.sample_service;
     let sample_service_ports = if sample.enabled {
         sample.ports.iter().enumerate().map(|(i, p)| ctx.port(&format!("components.sample-service.ports.{i}"), *p)).collect()
@@ -283,10 +283,10 @@ fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
     out
 }
 
-fn zosmf(ctx: &mut Ctx<'_>, z: Option<&model::Zosmf>, provider: AuthProvider) -> Option<ZosmfConfig> {
+fn zosmf(ctx: &mut Ctx<'_>, z: Option<&model::Zosmf>, provider: AuthProvider, gateway_enabled: bool) -> Option<ZosmfConfig> {
     let host = z.and_then(|z| z.host.clone()).filter(|h| !h.trim().is_empty());
     let Some(host) = host else {
-        if provider == AuthProvider::Zosmf {
+        if provider == AuthProvider::Zosmf && gateway_enabled {
             ctx.problem(
                 "zOSMF.host",
                 "missing; components.gateway.apiml.security.auth.provider is `zosmf`, which checks passwords with z/OSMF (or set the provider to `users-file`)",

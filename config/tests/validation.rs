@@ -233,6 +233,8 @@ fn a_target_on_the_distributors_own_port_is_an_error() {
 fn zosmf_provider_needs_zosmf_host() {
     let p = only_problem("components: {}\n");
     assert_eq!(p.path, "zOSMF.host");
+    // No gateway runs here, so nothing needs z/OSMF.
+    assert!(load_text("components: {gateway: {enabled: false}}\n", None, &[]).is_ok());
     let c = load_text("zOSMF: {host: zos.example, port: 10443}\n", None, &[]).unwrap().config;
     let z = c.zosmf.unwrap();
     assert_eq!((z.host.as_str(), z.port, z.auth_path.as_str()), ("zos.example", 10443, "/zosmf/services/authenticate"));

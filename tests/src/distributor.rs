@@ -114,6 +114,7 @@ impl Conn {
     pub fn open(port: u16, tls: &Arc<rustls::ClientConfig>) -> std::io::Result<Conn> {
         let tcp = TcpStream::connect(("127.0.0.1", port))?;
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+        tcp.set_nodelay(true)?;
         let name = ServerName::try_from("127.0.0.1").expect("server name");
         let tls_conn = rustls::ClientConnection::new(tls.clone(), name).map_err(std::io::Error::other)?;
         let mut stream = rustls::StreamOwned::new(tls_conn, tcp);
@@ -131,7 +132,9 @@ impl Conn {
     /// `GET path` on this connection; the status and the body.
     pub fn get(&mut self, path: &str, close: bool) -> std::io::Result<(u16, String)> {
         let connection = if close { "close" } else { "keep-alive" };
-        write!(self.stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {connection}\r\n\r\n")?;
+        // One write, one TLS record: pieces would each wait for an ACK (Nagle, delayed ACK).
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {connection}\r\n\r\n");
+        self.stream.write_all(request.as_bytes())?;
         self.stream.flush()?;
         let mut reader = BufReader::new(&mut self.stream);
         let mut line = String::new();

@@ -85,6 +85,24 @@ fn a_failed_connect_falls_through_to_the_next_target_before_any_health_check_not
     assert!(d.metrics().contains("plexgate_distributor_connect_failures_total{target=\"g1\"} 1"), "{}", d.metrics());
 }
 
+#[test]
+fn a_draining_gateway_gets_no_new_connections_while_it_still_accepts() {
+    let mut c =
+        Cluster::start(ClusterSetup { gateway_yaml: "    shutdown: {grace: 3s, timeout: 5s}\n".to_owned(), ..ClusterSetup::default() });
+    let base = std::fs::read_to_string(&c.config).expect("cluster zowe.yaml");
+    let tls = tls_client(&c.ws);
+    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: hotStandby\n{FAST_HEALTH}"));
+    d.wait_state("g1", "up", Duration::from_secs(5));
+    let mut before = Conn::open(d.port, &tls).expect("connect");
+    assert_eq!(before.instance().unwrap(), "g1");
+    c.gateways[0].as_ref().expect("g1").signal("TERM");
+    d.wait_state("g1", "down", Duration::from_secs(2));
+    assert_eq!(d.target("g1")["last_check"]["detail"], "503 DRAINING");
+    assert_eq!(spread(d.port, &tls, 20), (counts(&[("g2", 20)]), vec![]), "new connections avoid the draining gateway");
+    assert!(c.gateways[0].as_mut().expect("g1").is_running(), "g1 was still in its grace period");
+    assert!(before.get("/application/health", false).is_ok(), "the open connection still reaches g1 during its grace");
+}
+
 /// 2000 short-lived TLS connections through `d`, each asking its gateway's name; asserts
 /// every one succeeded and each gateway's share is within 5% of `shares`.
 fn assert_spread(d: &Dist, tls: &std::sync::Arc<rustls::ClientConfig>, shares: &[(&str, f64)]) {
@@ -301,26 +319,4 @@ fn sigterm_stops_accepting_lets_open_connections_finish_and_exits_0() {
     let closed = Instant::now();
     assert_eq!(d.proc.wait_exit(Duration::from_secs(5)), Some(0), "{}", d.proc.logs());
     eprintln!("exited {:?} after the last connection closed", closed.elapsed());
-}
-
-#[test]
-fn zz_tmp_timing() {
-    let (c, base) = cluster();
-    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: roundRobin\n{FAST_HEALTH}"));
-    d.wait_state("g2", "up", Duration::from_secs(5));
-    let tls = tls_client(&c.ws);
-    let mut no_resume = (*tls).clone();
-    no_resume.resumption = rustls::client::Resumption::disabled();
-    let no_resume = std::sync::Arc::new(no_resume);
-    for (name, port, cfg) in [("direct", c.ports[0], &tls), ("via", d.port, &tls), ("direct-noresume", c.ports[0], &no_resume), ("via-noresume", d.port, &no_resume)] {
-        let t = Instant::now();
-        let (got, errors) = spread(port, cfg, 200);
-        eprintln!("{name}: 200 in {:?} {got:?} {}", t.elapsed(), errors.len());
-    }
-    let t = Instant::now();
-    for _ in 0..200 { let _ = Conn::open(d.port, &tls).unwrap(); }
-    eprintln!("handshake only via: {:?}", t.elapsed());
-    let t = Instant::now();
-    for _ in 0..200 { let _ = TcpStream::connect(("127.0.0.1", d.port)).unwrap(); }
-    eprintln!("tcp only via: {:?}", t.elapsed());
 }

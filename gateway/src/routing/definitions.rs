@@ -208,7 +208,9 @@ fn service(path: &Path, i: usize, v: &Value, out: &mut Loaded) -> Result<Service
         "zoweJwt" => Scheme::ZoweJwt,
         "x509" => Scheme::X509,
         other => {
-            return Err(format!("{at}: authentication scheme `{other}` is not supported by plexgate yet; supported: bypass, zoweJwt, x509"));
+            return Err(format!(
+                "{at}: authentication scheme `{other}` is not supported by plexgate yet; supported: bypass, zoweJwt, x509"
+            ));
         }
     };
     let read_timeout = match v.pointer("/customMetadata/apiml/readTimeout") {

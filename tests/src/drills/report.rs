@@ -18,6 +18,9 @@ use super::load::{Latency, Run};
 
 /// The variable naming the JSON-lines file reports are appended to.
 pub const REPORT_ENV: &str = "PLEXGATE_DRILL_REPORT";
+/// The variable naming a directory where every stream's requests are written as CSV
+/// (`<test>-<stream>.csv`: seq, intended, started, finished in ms, outcome, instance, retried).
+pub const RECORDS_ENV: &str = "PLEXGATE_DRILL_RECORDS";
 
 /// Milliseconds with one decimal.
 pub fn ms(d: Duration) -> String {
@@ -123,6 +126,25 @@ impl Report {
     /// Adds a stream summarised around `fault` and `recovered`; returns it.
     pub fn stream(&mut self, run: &Run, fault: Duration, recovered: Duration) -> Stream {
         let s = Stream::of(run, fault, recovered);
+        if let Some(dir) = std::env::var_os(RECORDS_ENV) {
+            let mut csv = String::from("seq,intended_ms,started_ms,finished_ms,outcome,instance,retried\n");
+            for r in &run.records {
+                let outcome = r.cause().unwrap_or("ok");
+                let _ = writeln!(
+                    csv,
+                    "{},{:.1},{:.1},{:.1},{outcome},{},{}",
+                    r.seq,
+                    millis(r.intended),
+                    millis(r.started),
+                    millis(r.finished),
+                    r.instance.as_deref().unwrap_or(""),
+                    r.retried.as_deref().unwrap_or("")
+                );
+            }
+            let _ = std::fs::create_dir_all(&dir);
+            let path = std::path::Path::new(&dir).join(format!("{}-{}.csv", self.test, run.spec.name));
+            std::fs::write(&path, csv).expect("write the records CSV");
+        }
         self.streams.push(s.clone());
         s
     }

@@ -153,7 +153,7 @@ impl Topology {
         let gateway_ports: Vec<u16> = (0..setup.gateways).map(|_| free_port()).collect();
         let sample_ports = vec![free_port(), free_port()];
         let mut yaml = format!(
-            "zowe:\n  externalDomains: [127.0.0.1]\n  externalPort: {port}\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n    shutdown: {{grace: {grace}, timeout: 10s}}\n    routing: {{healthCheckInterval: 500ms, connectTimeout: 1s}}\n{gateway_yaml}  caching-service:\n    enabled: false\n    port: {caching_port}\n    storage: {storage}\n    changeFeed: {{heartbeat: 200ms}}\n  distributor:\n    enabled: true\n    address: 127.0.0.1\n    port: {port}\n    method: {method}\n    autoSwitchBack: {asb}\n    healthCheck: {health}\n    drainTimeout: 2s\n    admin: {{port: {admin_port}}}\nhaInstances:\n  cache:\n    hostname: {chost}\n    components: {{gateway: {{enabled: false}}, caching-service: {{enabled: true}}}}\n",
+            "zowe:\n  externalDomains: [127.0.0.1]\n  externalPort: {port}\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n    shutdown: {{grace: {grace}, timeout: 10s}}\n    routing: {{healthCheckInterval: 500ms, connectTimeout: 1s, ejection: 500ms}}\n{gateway_yaml}  caching-service:\n    enabled: false\n    port: {caching_port}\n    storage: {storage}\n    changeFeed: {{heartbeat: 200ms}}\n  distributor:\n    enabled: true\n    address: 127.0.0.1\n    port: {port}\n    method: {method}\n    autoSwitchBack: {asb}\n    healthCheck: {health}\n    drainTimeout: 2s\n    admin: {{port: {admin_port}}}\nhaInstances:\n  cache:\n    hostname: {chost}\n    components: {{gateway: {{enabled: false}}, caching-service: {{enabled: true}}}}\n",
             grace = setup.grace,
             gateway_yaml = setup.gateway_yaml,
             storage = setup.storage,
@@ -221,7 +221,8 @@ impl Topology {
         for i in 0..setup.gateways {
             t.wait_gateway_up(i, Duration::from_secs(30));
         }
-        let dist = t.spawn("distributor", None, &["distributor", "-c", "zowe.yaml"]);
+        let control = t.net.as_ref().map(|n| n.control.clone());
+        let dist = t.spawn("distributor", control.as_deref(), &["distributor", "-c", "zowe.yaml"]);
         t.distributor = Some(dist);
         for i in 0..setup.gateways {
             t.wait_state(&Topology::name(i), "up", Duration::from_secs(20));
