@@ -27,7 +27,7 @@ import traceback
 from benchlib import peers
 from benchlib import report as R
 from benchlib.common import (C_CACHE, C_OPEN, DUR, FRESH_TOKENS, FULL, ONLY, OPEN_DUR, PLEXBENCH, PLEXGATE, ROOT, ROUNDS,
-                             WARMUP, Run, log, tokio_workers)
+                             BUSY_LIMIT, WARMUP, Run, log, tokio_workers)
 from benchlib.procs import Procs
 from benchlib.scenarios import scenario1, scenario2, scenario3, scenario4
 from benchlib.setup import Env
@@ -95,17 +95,20 @@ def write_report(run, m, started, path, workers_seen):
     L.append("## Method\n")
     L.append(f"""- Everything on 127.0.0.1 on ports the kernel handed out, in a temporary directory; load generator, proxies and nginx share
   the {m['nproc']} CPUs, so every figure includes the load generator's own CPU use (the same for both sides).
-- Threads: HAProxy `nbthread 2`; plexgate processes run as shipped (tokio's default: one worker per CPU; counted in this run:
-  {workers_seen}); nginx `worker_processes 2` (the common upstream); wrk `-t2`; plexbench 2 threads closed loop, 1 at a fixed rate.
+- Threads: HAProxy `nbthread 2`; plexgate processes run as shipped: tokio's default is one worker per CPU, so 2 here, the
+  same as HAProxy (threads named `tokio-rt-worker` at start, workers plus any blocking-pool threads: {workers_seen}); nginx `worker_processes 2` (the common upstream); wrk `-t2`; plexbench 2 threads closed loop, 1 at a fixed rate.
 - Upstream for everyone: nginx 1.22 returning a fixed {len(peers.SMALL_BODY)}-byte body (`{peers.SMALL_PATH}`) or a 1 MiB file
   (`{peers.BIG_PATH}`, sendfile). "direct" = the load generator straight to nginx.
 - Closed loop: `wrk` (Debian's wrk 4.1, not wrk2), {DUR} s per run after one {WARMUP} s warm-up per side, results read from a
   Lua `done()` hook (exact counts and percentiles). HTTPS: wrk (OpenSSL) to the gateway / HAProxy, both with the gateway's
   development certificate (RSA 2048), TLS negotiated by the two ends.
 - Open model (fixed rate): `plexbench load --rate R` (bench/tools, Rust: hyper 1 + rustls), {C_OPEN} keep-alive connections,
-  {OPEN_DUR} s after 1 s warm-up; each latency counts from the time the request was due, so a stall is not hidden by the
+  {OPEN_DUR} s after 1 s unrecorded warm-up; each latency counts from the time the request was due, so a stall is not hidden by the
   generator waiting (wrk2's correction). R = half the slower side's closed-loop median, the same R for both sides. h2load was
   not used for latency: its `--rps` is per client and it prints no percentiles.
+- Before every measurement the driver waits while another cargo/rustc process runs or the CPUs are more than
+  {int(BUSY_LIMIT * 100)}% busy (shared machine); measurements it had to take anyway are listed under "Problems".
+- Each plexgate process, HAProxy and nginx inherit the shell's open-files limit ({m['nofile']}).
 - The caching service needs a TLS client certificate, which wrk cannot present, so scenario 4 uses `plexbench` closed loop
   ({C_CACHE} connections) for both the caching service and its bound.
 - Scenario 1: the distributor's one target is nginx (`targets: [{{address: ...}}]`). Its HTTPS health check cannot pass

@@ -171,3 +171,34 @@ def cmdline(pid):
             return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return []
+
+
+def cpu_busy(seconds=1.0):
+    """Fraction of all CPUs busy over `seconds` (from /proc/stat), whoever uses them."""
+    import time as _time
+
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return idle, sum(v)
+
+    i0, t0 = sample()
+    _time.sleep(seconds)
+    i1, t1 = sample()
+    return 0.0 if t1 == t0 else 1.0 - (i1 - i0) / (t1 - t0)
+
+
+def listen_overflows():
+    """The kernel's count of connections dropped because a listen queue was full."""
+    with open("/proc/net/netstat") as f:
+        lines = [l.split() for l in f if l.startswith("TcpExt:")]
+    names, values = lines[0], lines[1]
+    return int(values[names.index("ListenOverflows")])
+
+
+def backlog(port):
+    """The accept-queue limit a listener on 127.0.0.1:`port` asked for (ss's Send-Q)."""
+    r = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+    cols = r.stdout.split()
+    return int(cols[2]) if len(cols) > 2 else None

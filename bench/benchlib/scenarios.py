@@ -8,7 +8,7 @@ from benchlib import measure, peers, topology
 from benchlib import report as R
 from benchlib.common import (C_BIG, C_CACHE, C_CLOSE, C_OPEN, C_SMALL, FRESH_TOKENS, OPEN_DUR, PLEXBENCH, PLEXGATE, alternate,
                              distributor_targets, med, open_rate, quiet_wait, request, vals, wait_until)
-from benchlib.procs import cmdline, free_port, status_kb
+from benchlib.procs import backlog, cmdline, free_port, listen_overflows, status_kb
 
 
 def scenario1(run, env):
@@ -143,6 +143,7 @@ def scenario3(run, env):
 
     # Memory of both chains under 1000 concurrent connections (HTTPS keep-alive, token).
     mem_rows = []
+    overflow_notes = []
     for label, url, procs in ((a, pg_url, ("distributor-chain", "gateway-lpar1")), (b, hp_url, ("haproxy-l4", "haproxy-l7"))):
         pids = {n: env.pg[n].pid for n in procs}
         idle = {n: status_kb(pid, "VmRSS") for n, pid in pids.items()}
@@ -154,15 +155,21 @@ def scenario3(run, env):
             sampled.update({n: status_kb(pid, "VmRSS") for n, pid in pids.items()})
 
         t = threading.Thread(target=sample)
+        before = listen_overflows()
         t.start()
         d = measure.wrk(url, env.report_lua, 1000, 8, headers=(bearer,))
         t.join()
+        overflow_notes.append(f"{label}: {listen_overflows() - before}")
         run.cmd(f"S3 1000 connections / {label}", d["cmd"])
         for n in procs:
             mem_rows.append((label, n, f"{idle[n] / 1024:.1f} MB", f"{(sampled.get(n) or 0) / 1024:.1f} MB",
                              f"{d['rps']:,.0f} req/s, {d['errors']} errors"))
     run.sections["3mem"] = (R.table(["chain", "process", "RSS before", "RSS with 1000 connections", "wrk -c1000"], mem_rows)
-                            + f"\n\nThe distributor's view of its target afterwards: {distributor_targets(p['dist_chain_admin'])}.")
+                            + f"\n\nThe distributor's view of its target afterwards: {distributor_targets(p['dist_chain_admin'])}. "
+                            f"Connections the kernel dropped because a listen queue was full (TcpExt ListenOverflows) during "
+                            f"each test: {'; '.join(overflow_notes)}. Accept-queue limits asked for (ss Send-Q): "
+                            f"distributor {backlog(p['dist_chain'])}, gateway {backlog(p['gw1'])}, HAProxy tcp "
+                            f"{backlog(p['hap_l4_chain'])}, HAProxy http {backlog(p['hap_jwt'])}, nginx {backlog(p['nginx'])}.")
 
 
 def scenario4(run, procs, tmp, ws, tls):

@@ -10,7 +10,7 @@ import time
 from benchlib import measure, peers, topology
 from benchlib import report as R
 from benchlib.common import PLEXGATE, ROOT, log, login, quiet_wait, request, tokio_workers, wait_until, distributor_targets
-from benchlib.procs import children, cmdline, free_port, status_kb
+from benchlib.procs import backlog, children, cmdline, free_port, listen_overflows, status_kb
 
 
 def scenario5(run, procs, tmp, nginx_port):
@@ -111,10 +111,13 @@ def scenario5(run, procs, tmp, nginx_port):
 
     quiet_wait(run, "S5 1000 connections")
     th = threading.Thread(target=sample)
+    overflows = listen_overflows()
     th.start()
     lua, _ = measure.write_scripts(tmp)
     d = measure.wrk(url, lua, 1000, 8, headers=(f"Authorization: Bearer {token}",))
     th.join()
+    overflows = listen_overflows() - overflows
+    backlogs = f"distributor {backlog(ports['ext'])}, gateways {backlog(ports['gw1'])} and {backlog(ports['gw2'])}"
     spread_over = distributor_targets(ports["admin"])
     run.cmd("S5 1000 connections", d["cmd"])
     done = []
@@ -145,7 +148,8 @@ def scenario5(run, procs, tmp, nginx_port):
                     "with 1000 connections", "after 100 more logins", "peak (VmHWM)"], rows)
     text += (f"\n\nLoad: `wrk -t2 -c1000 -d8s` through the distributor (hotStandby: lpar1 preferred, lpar2 backup) to the "
              f"zoweJwt route: {d['rps']:,.0f} req/s, {d['errors']} socket errors, {d['non2xx']} non-2xx. Distributor targets "
-             f"afterwards: {spread_over}. Then 100 logins, 4 at a time, through the distributor: {len(done)} succeeded "
+             f"afterwards: {spread_over}. Listen-queue overflows counted by the kernel during the test: {overflows} (accept-queue limits: "
+             f"{backlogs}). Then 100 logins, 4 at a time, through the distributor: {len(done)} succeeded "
              f"in {t_login:.1f} s.\n\n")
     text += R.table(["start", "time from `plexgate up` to the first 204 login through the distributor port"], [
         ("cold: fresh workspace (certificates generated, demo user hashed)", f"{cold * 1000:.0f} ms"),

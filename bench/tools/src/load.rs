@@ -39,7 +39,7 @@ struct Stats {
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let (pos, opts) = crate::parse_args(args, &[])?;
+    let (pos, opts) = crate::parse_args(args)?;
     let url = pos.first().ok_or("a URL is required")?;
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)

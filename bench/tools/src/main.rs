@@ -45,21 +45,19 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
     b.enable_all().build().map_err(|e| format!("runtime: {e}"))
 }
 
-/// Reads `--name value` options; flags listed in `flags` take no value. Repeated options keep
-/// every value. Returns (positional, options).
-pub fn parse_args(args: &[String], flags: &[&str]) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+/// Options as (name without dashes, value), in command-line order.
+pub type Opts = Vec<(String, String)>;
+
+/// Splits `args` into positional arguments and `--name value` options (every option takes a
+/// value; repeated options keep every value).
+pub fn parse_args(args: &[String]) -> Result<(Vec<String>, Opts), String> {
     let mut pos = Vec::new();
     let mut opts = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a.starts_with('-') && a.len() > 1 {
-            let name = a.trim_start_matches('-').to_owned();
-            if flags.contains(&name.as_str()) {
-                opts.push((name, String::new()));
-            } else {
-                let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
-                opts.push((name, v.clone()));
-            }
+            let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+            opts.push((a.trim_start_matches('-').to_owned(), v.clone()));
         } else {
             pos.push(a.clone());
         }

@@ -21,7 +21,7 @@ const BASE: &str = "/cachingservice/api/v1";
 type Store = Mutex<HashMap<String, (String, u64)>>;
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let (_, opts) = crate::parse_args(args, &[])?;
+    let (_, opts) = crate::parse_args(args)?;
     let need = |n: &str| crate::opt(&opts, n).map(str::to_owned).ok_or_else(|| format!("--{n} is required"));
     let port: u16 = need("port")?.parse().map_err(|_| "--port: not a port".to_owned())?;
     let config = crate::tls::server_mutual(&need("cert")?, &need("key")?, &need("ca")?)?;

@@ -211,14 +211,14 @@ impl Drop for Load {
     }
 }
 
-fn client(spec: &LoadSpec) -> reqwest::Client {
+fn client(spec: &LoadSpec, connections: Connections) -> reqwest::Client {
     let mut tls = crate::https::tls_config(&spec.ca, None);
-    tls.alpn_protocols = match spec.connections {
+    tls.alpn_protocols = match connections {
         Connections::Http2 => vec![b"h2".to_vec()],
         _ => vec![b"http/1.1".to_vec()],
     };
     let b = reqwest::Client::builder().tls_backend_preconfigured(tls).connect_timeout(spec.timeout).timeout(spec.timeout);
-    let b = match spec.connections {
+    let b = match connections {
         Connections::Fresh => b.http1_only().pool_max_idle_per_host(0),
         Connections::KeepAlive => b.http1_only(),
         Connections::Http2 => b,
@@ -228,7 +228,8 @@ fn client(spec: &LoadSpec) -> reqwest::Client {
 
 async fn run(spec: LoadSpec, start: Instant, progress: Arc<Progress>, mut stopped: tokio::sync::oneshot::Receiver<()>) -> Vec<Record> {
     let spec = Arc::new(spec);
-    let client = client(&spec);
+    // A retry goes out on a new connection, never on another pooled one.
+    let clients = Arc::new((client(&spec, spec.connections), client(&spec, Connections::Fresh)));
     let records = Arc::new(Mutex::new(Vec::new()));
     let period = Duration::from_secs_f64(1.0 / f64::from(spec.rate));
     let t0 = tokio::time::Instant::from_std(start);
@@ -240,11 +241,11 @@ async fn run(spec: LoadSpec, start: Instant, progress: Arc<Progress>, mut stoppe
             _ = &mut stopped => break,
             _ = tokio::time::sleep_until(t0 + intended) => {}
         }
-        let (client, spec, records, progress) = (client.clone(), spec.clone(), records.clone(), progress.clone());
+        let (clients, spec, records, progress) = (clients.clone(), spec.clone(), records.clone(), progress.clone());
         progress.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let started = start.elapsed();
-            let (outcome, instance, retried) = one(&client, &spec).await;
+            let (outcome, instance, retried) = one(&clients.0, &clients.1, &spec).await;
             let finished = start.elapsed();
             let counter = if outcome == Outcome::Ok { &progress.ok } else { &progress.failed };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +269,7 @@ fn stale_connection(cause: &str) -> bool {
         && ["connection closed before the response", "unexpected EOF", "connection reset", "broken pipe"].iter().any(|c| cause.ends_with(c))
 }
 
-async fn one(client: &reqwest::Client, spec: &LoadSpec) -> (Outcome, Option<String>, Option<String>) {
+async fn one(client: &reqwest::Client, fresh: &reqwest::Client, spec: &LoadSpec) -> (Outcome, Option<String>, Option<String>) {
     let (outcome, instance) = attempt(client, spec).await;
     match &outcome {
         // What HTTP clients with a connection pool do (Go's net/http, browsers, curl, Java's
@@ -277,7 +278,7 @@ async fn one(client: &reqwest::Client, spec: &LoadSpec) -> (Outcome, Option<Stri
         // so the generator does it for the keep-alive stream, and counts it.
         Outcome::Failed(cause) if spec.connections == Connections::KeepAlive && stale_connection(cause) => {
             let first = cause.clone();
-            let (outcome, instance) = attempt(client, spec).await;
+            let (outcome, instance) = attempt(fresh, spec).await;
             (outcome, instance, Some(first))
         }
         _ => (outcome, instance, None),
