@@ -162,6 +162,8 @@ def main():
     def on_signal(sig, _frame):
         log(f"signal {sig}: stopping everything")
         procs.stop_all()
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
         sys.exit(130)
 
     signal.signal(signal.SIGINT, on_signal)

@@ -8,7 +8,7 @@ import ssl
 import time
 
 from benchlib import report as R
-from benchlib.procs import busy_builds, cpu_busy, thread_names
+from benchlib.procs import ForeignCpu, busy_builds, cpu_busy, thread_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLEXGATE = os.path.join(ROOT, "target", "release", "plexgate")
@@ -22,6 +22,9 @@ MAX_WAIT = int(os.environ.get("BENCH_MAX_WAIT", "1800"))
 WARMUP = 1
 # CPU use (all CPUs) above which someone else is using the machine.
 BUSY_LIMIT = 0.25
+# CPU share (of all CPUs over a measurement) other processes may use before it is repeated.
+FOREIGN_LIMIT = 0.05
+NCPU = os.cpu_count() or 1
 USER, PASSWORD = "bench", "bench-password-1"
 FRESH_TOKENS = 200
 # Connections of the load generators (wrk: 2 threads).
@@ -72,6 +75,26 @@ def quiet_wait(run, label, record=True):
         waited += 5
 
 
+def measured(run, label, f, seconds, attempts=3):
+    """One measurement on a quiet machine: waits first, and repeats it when processes outside
+    the benchmark used more than FOREIGN_LIMIT of the CPUs meanwhile (a test that started
+    during the run); after `attempts` keeps the last and names it in the report."""
+    for attempt in range(attempts):
+        quiet_wait(run, label)
+        foreign = ForeignCpu()
+        foreign.start()
+        started = time.time()
+        d = f(seconds)
+        used = foreign.stop()
+        share = used / (NCPU * max(1.0, time.time() - started))
+        if share <= FOREIGN_LIMIT:
+            return d
+        log(f"{label}: other processes used {share:.0%} of the CPUs during the measurement; repeating it")
+    if label not in run.contended:
+        run.contended.append(label)
+    return d
+
+
 def alternate(run, label, sides, seconds=DUR):
     """Runs every side once as warm-up, then ROUNDS rounds alternating the order.
     `sides`: list of (name, fn(seconds) -> dict). Returns {name: [dict per round]}."""
@@ -82,8 +105,7 @@ def alternate(run, label, sides, seconds=DUR):
     for r in range(ROUNDS):
         order = sides if r % 2 == 0 else list(reversed(sides))
         for n, f in order:
-            quiet_wait(run, f"{label} / {n}")
-            d = f(seconds)
+            d = measured(run, f"{label} / {n}", f, seconds)
             res[n].append(d)
             extra = f", {d['mibps']:.0f} MiB/s" if "mibps" in d and "1 MiB" in label else ""
             bad = f", {d['errors']} errors, {d['non2xx']} non-2xx" if d.get("errors") or d.get("non2xx") else ""

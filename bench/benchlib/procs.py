@@ -202,3 +202,49 @@ def backlog(port):
     r = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
     cols = r.stdout.split()
     return int(cols[2]) if len(cols) > 2 else None
+
+
+def _cpu_ticks_by_pid():
+    """{pid: (ppid, utime+stime+cutime+cstime in clock ticks)} of every process now."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        # after the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based from state
+        out[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    return out
+
+
+class ForeignCpu:
+    """CPU seconds used by processes outside this benchmark's process tree between `start()`
+    and `stop()`: other sessions' builds and tests that began after the pre-measurement check.
+    Processes that exit in between are counted through their parent's children-time."""
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.before = {}
+
+    def _foreign(self):
+        procs = _cpu_ticks_by_pid()
+        mine, changed = {os.getpid()}, True
+        while changed:
+            changed = False
+            for pid, (ppid, _) in procs.items():
+                if ppid in mine and pid not in mine:
+                    mine.add(pid)
+                    changed = True
+        return {pid: t for pid, (_, t) in procs.items() if pid not in mine}
+
+    def start(self):
+        self.before = self._foreign()
+
+    def stop(self):
+        after = self._foreign()
+        ticks = sum(max(0, t - self.before.get(pid, 0)) for pid, t in after.items())
+        return ticks / self.tick

@@ -61,13 +61,16 @@ struct CrashFigures {
     failed: usize,
     in_flight: usize,
     errors_stopped: Option<Duration>,
+    /// When the last failed request was intended (offset from the start of the run).
+    last_failure: Option<Duration>,
     first_success: Option<Duration>,
 }
 
 fn crash_figures(run: &Run, kill: Duration, killed: Duration) -> CrashFigures {
     let in_flight = run.records.iter().filter(|r| r.started <= killed && r.finished > kill).count();
     let first_success = run.records.iter().filter(|r| r.intended >= killed && r.ok()).map(|r| r.finished - kill).min();
-    CrashFigures { failed: run.failures().len(), in_flight, errors_stopped: run.errors_stopped_after(kill), first_success }
+    let last_failure = run.failures().iter().map(|r| r.intended).max();
+    CrashFigures { failed: run.failures().len(), in_flight, errors_stopped: run.errors_stopped_after(kill), last_failure, first_success }
 }
 
 #[test]
@@ -81,6 +84,9 @@ fn drill_1_rolling_restart_of_every_gateway_loses_no_request() {
         t.load("fresh", 100, Connections::Fresh, &token),
         t.load("keep-alive", 40, Connections::KeepAlive, &token),
         t.load("h2", 20, Connections::Http2, &token),
+        // Not asserted: how often the gateway's close of a drained keep-alive connection races a
+        // request (what the client retry of the stream above absorbs).
+        t.load("keep-alive, no retry", 20, Connections::KeepAliveNoRetry, &token),
     ];
     steady(Duration::from_secs(2));
     for l in &loads {
@@ -117,7 +123,7 @@ fn drill_1_rolling_restart_of_every_gateway_loses_no_request() {
     let mut r = Report::new(
         "drill_1",
         "rolling restart of 3 gateways (SIGTERM, drain 3 s, exit, restart, UP) under roundRobin",
-        "0 failed requests",
+        "0 failed requests (the stream without client retry is reported, not asserted)",
     );
     let streams: Vec<_> = runs.iter().map(|run| r.stream(run, run.mark("fault"), run.mark("recovered"))).collect();
     for (name, down, exited, back) in &drains {
@@ -128,8 +134,10 @@ fn drill_1_rolling_restart_of_every_gateway_loses_no_request() {
     }
     r.emit();
     runs.iter().for_each(show_failures);
-    for s in &streams {
-        assert_eq!(s.failed_total(), 0, "stream {}: {:?}", s.name, s.failed);
+    for (s, run) in streams.iter().zip(&runs) {
+        if run.spec.connections != Connections::KeepAliveNoRetry {
+            assert_eq!(s.failed_total(), 0, "stream {}: {:?}", s.name, s.failed);
+        }
     }
 }
 
@@ -173,8 +181,12 @@ fn drill_2_sigkill_of_the_gateway_carrying_the_traffic() {
         r.figure(
             &format!("{}: requests succeed again", run.spec.name),
             format!(
-                "last failure intended {} after the kill; first request sent after it answered {} after the kill",
-                f.errors_stopped.map(ms).unwrap_or_else(|| "- (none failed)".to_owned()),
+                "last failed request {}; the first request sent after the kill answered {} after it",
+                match f.last_failure {
+                    None => "- (none failed)".to_owned(),
+                    Some(d) if d < kill[i] => format!("sent {} before the kill", ms(kill[i] - d)),
+                    Some(d) => format!("sent {} after the kill", ms(d - kill[i])),
+                },
                 f.first_success.map(ms).unwrap_or_default()
             ),
         );
@@ -363,13 +375,6 @@ fn drill_4_caching_service_outage_of_10_s_with_durable_storage() {
         let first = first.unwrap_or_else(|| panic!("g{} never answered 503 past the staleness bound", i + 1));
         assert!(first < bound + Duration::from_secs(3), "g{}: 503 only {first:?} into the outage", i + 1);
     }
-    assert!(
-        s.failed.keys().all(|c| c == "HTTP 503 ZWEAO503E"),
-        "routed requests past the staleness bound must be refused with 503 ZWEAO503E, as /query is; got {:?} \
-         (401 ZWEAO402E: gateway/src/routing/forward.rs authenticate() drops the login token's NotReady error \
-         and retries the token as a PAT, whose failure becomes Unauthorized)",
-        s.failed
-    );
     let early = run.between(Duration::ZERO, fault + bound - Duration::from_millis(500)).filter(|r| !r.ok()).count();
     assert_eq!(early, 0, "load requests failed before the staleness bound");
     let late = run.between(recovered + Duration::from_secs(1), run.end()).filter(|r| !r.ok()).count();
@@ -378,6 +383,14 @@ fn drill_4_caching_service_outage_of_10_s_with_durable_storage() {
     assert!(still_revoked, "every logout made before the stop is still honoured by both gateways");
     assert!(tokens_before.iter().all(|(k, v)| tokens_after.get(k) == Some(v)), "every revocation survived the stop");
     assert_eq!(entries.len(), 20, "every /cache entry survived the stop");
+    // Last, so that every property above is checked first.
+    assert!(
+        s.failed.keys().all(|c| c == "HTTP 503 ZWEAO503E"),
+        "routed requests past the staleness bound must be refused with 503 ZWEAO503E, as /query is; got {:?} \
+         (401 ZWEAO402E: gateway/src/routing/forward.rs authenticate() drops the login token's NotReady error \
+         and retries the token as a PAT, whose failure becomes Unauthorized)",
+        s.failed
+    );
 }
 
 #[test]
@@ -601,7 +614,9 @@ fn drill_7_network_cut_between_distributor_and_preferred_gateway() {
         let slow =
             Latency::of(run.records.iter().filter(|x| x.started <= after_cut[i] && x.finished > cut[i]).map(|x| x.latency()).collect());
         r.figure(&format!("{}: requests in flight at the cut took", run.spec.name), format!("up to {}", ms(slow.max)));
-        let waited: Vec<_> = run.between(cut[i], restore[i]).filter(|x| x.finished > restore[i]).collect();
+        // Pending for over a second and answered only once the link was back.
+        let waited: Vec<_> =
+            run.between(cut[i], restore[i]).filter(|x| x.finished > restore[i] && x.latency() > Duration::from_secs(1)).collect();
         r.figure(
             &format!("{}: requests sent during the cut that waited for the link to return", run.spec.name),
             format!("{} (longest {})", waited.len(), ms(waited.iter().map(|x| x.latency()).max().unwrap_or_default())),

@@ -47,6 +47,7 @@ pub fn router(state: Arc<Gateway>) -> Router {
         .route("/application/metrics", get(health::metrics))
         .route("/gateway/api/v1/services", get(services::list))
         .fallback(proxy)
+        .layer(middleware::from_fn_with_state(state.clone(), close_while_draining))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }
@@ -54,6 +55,18 @@ pub fn router(state: Arc<Gateway>) -> Router {
 /// Everything that is not an endpoint of the gateway's own goes to an API service.
 async fn proxy(State(g): State<Arc<Gateway>>, Extension(addr): Extension<ClientAddr>, req: Request) -> Response {
     crate::routing::forward::handle(g, addr, req).await
+}
+
+/// While draining, HTTP/1.1 answers say `Connection: close`, so keep-alive clients open their
+/// next connection elsewhere instead of racing the close of this one. (HTTP/2 clients get a
+/// GOAWAY when the grace period ends.)
+async fn close_while_draining(State(g): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let h1 = req.version() <= axum::http::Version::HTTP_11;
+    let mut resp = next.run(req).await;
+    if h1 && g.is_draining() {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Counts and times every request by route pattern and status.

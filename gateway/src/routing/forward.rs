@@ -295,6 +295,8 @@ async fn authenticate(
     let token = cookie(headers, AUTH_COOKIE).or_else(|| bearer(headers)).ok_or(GatewayError::Unauthorized)?;
     match g.verify(&token, Kind::Login, path).await {
         Ok((claims, _)) => Ok((Some(claims.sub), Some(token))),
+        // Revocation state unknown: a 503, not a 401 (and not a second try as a PAT).
+        Err(e @ GatewayError::NotReady(_)) => Err(e),
         // A PAT sent as Bearer.
         Err(_) => {
             let (claims, _) = g.verify(&token, Kind::Pat, path).await.map_err(unauthorized)?;

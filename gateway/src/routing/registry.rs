@@ -53,8 +53,13 @@ impl Instance {
     }
 
     /// A failed connect, reset or 502/503: eject for `base` doubled per consecutive failure.
+    /// Failures of requests already in flight while it is ejected do not count again: one
+    /// outage is one failure, not one per request that met it.
     pub fn failed(&self, base: Duration) {
         let mut h = self.health();
+        if h.ejected_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
         h.failures = h.failures.saturating_add(1);
         let factor = 1u32 << h.failures.saturating_sub(1).min(6);
         let ejection = base.saturating_mul(factor).min(MAX_EJECTION);
@@ -78,8 +83,11 @@ impl Instance {
         if h.checked_up != up {
             tracing::info!(instance = %self.id, up, "instance health changed");
         }
+        // An instance seen down and now up again (restarted) is back at once; one whose health
+        // endpoint stayed up while requests failed serves out its ejection.
+        let recovered = up && !h.checked_up;
         h.checked_up = up;
-        if up && h.ejected_until.is_some_and(|t| Instant::now() >= t) {
+        if recovered || (up && h.ejected_until.is_some_and(|t| Instant::now() >= t)) {
             h.ejected_until = None;
             h.failures = 0;
         }

@@ -174,7 +174,7 @@ fn render(reports: &[Value], results: &BTreeMap<String, String>, release: bool, 
         "\n## Load\n\nLatency p50 / p99 / max. \"Sent twice\": requests the keep-alive client sent once more on a new \
          connection because their pooled connection closed before any answer (what HTTP clients with a connection pool do \
          for idempotent requests; the fresh-connection streams never retry).\n\n\
-         | Drill | Stream | Rate | Sent | OK | Failed (by cause) | Sent twice | Before | During | After | Last failure after the fault |\n\
+         | Drill | Stream | Rate | Sent | OK | Failed (by cause) | Sent twice | Before | During | After | Last failed request sent |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for id in &ids {
@@ -193,7 +193,11 @@ fn render(reports: &[Value], results: &BTreeMap<String, String>, release: bool, 
                 latency(&s["before"]),
                 latency(&s["during"]),
                 latency(&s["after"]),
-                if s["errors_stopped_after_ms"].is_null() { "no failure".to_owned() } else { ms(&s["errors_stopped_after_ms"]) },
+                match s["errors_stopped_after_ms"].as_f64() {
+                    None => "no failure".to_owned(),
+                    Some(0.0) => "before the fault".to_owned(),
+                    Some(_) => format!("{} after the fault", ms(&s["errors_stopped_after_ms"])),
+                },
             );
         }
     }

@@ -29,6 +29,9 @@ pub enum Connections {
     /// A GET whose connection closed before any answer is sent once more on a new connection,
     /// as such clients do (counted in [`Run::retried_by_cause`]).
     KeepAlive,
+    /// The same pool without that retry: every request that meets a closing connection fails
+    /// (to show how often a server's close races a client's request).
+    KeepAliveNoRetry,
     /// One HTTP/2 connection multiplexing the requests (ALPN h2).
     Http2,
 }
@@ -39,6 +42,7 @@ impl Connections {
         match self {
             Connections::Fresh => "fresh connection per request",
             Connections::KeepAlive => "HTTP/1.1 keep-alive pool",
+            Connections::KeepAliveNoRetry => "HTTP/1.1 keep-alive pool, no retry",
             Connections::Http2 => "HTTP/2 connection",
         }
     }
@@ -220,7 +224,7 @@ fn client(spec: &LoadSpec, connections: Connections) -> reqwest::Client {
     let b = reqwest::Client::builder().tls_backend_preconfigured(tls).connect_timeout(spec.timeout).timeout(spec.timeout);
     let b = match connections {
         Connections::Fresh => b.http1_only().pool_max_idle_per_host(0),
-        Connections::KeepAlive => b.http1_only(),
+        Connections::KeepAlive | Connections::KeepAliveNoRetry => b.http1_only(),
         Connections::Http2 => b,
     };
     b.build().expect("load client")
