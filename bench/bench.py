@@ -104,7 +104,9 @@ def write_report(run, m, started, path, workers_seen):
   development certificate (RSA 2048), TLS negotiated by the two ends.
 - Open model (fixed rate): `plexbench load --rate R` (bench/tools, Rust: hyper 1 + rustls), {C_OPEN} keep-alive connections,
   {OPEN_DUR} s after 1 s unrecorded warm-up; each latency counts from the time the request was due, so a stall is not hidden by the
-  generator waiting (wrk2's correction). R = half the slower side's closed-loop median, the same R for both sides. h2load was
+  generator waiting (wrk2's correction); a request sent late only because the generator's timer woke late (tokio's timer
+  has millisecond resolution) is timed from when it was sent (in this run the generator's own send lag, p99 of each run,
+  was at most {run.max_lag_ms:.2f} ms). R = half the slower side's closed-loop median, the same R for both sides. h2load was
   not used for latency: its `--rps` is per client and it prints no percentiles.
 - Before every measurement the driver waits while another cargo/rustc process runs or the CPUs are more than
   {int(BUSY_LIMIT * 100)}% busy (shared machine); measurements it had to take anyway are listed under "Problems".
@@ -121,7 +123,8 @@ def write_report(run, m, started, path, workers_seen):
   script giving every request the next of {FRESH_TOKENS} tokens minted by {FRESH_TOKENS} logins; HAProxy gets the same
   script and tokens.
 - plexgate logs as shipped (info level, one access-log line per routed request, to a file); HAProxy logs nothing (no `log`
-  line), nginx `access_log off`.
+  line), nginx `access_log off`. Scenario 2a also runs gateway lpar3, lpar1's configuration with `PLEXGATE_LOG=warn`, to show
+  what the access log costs.
 """)
     L.extend(f"- {n}" for n in run.notes)
     L.append("")

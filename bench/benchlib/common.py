@@ -43,6 +43,7 @@ class Run:
         self.problems = []
         self.contended = []
         self.notes = []
+        self.max_lag_ms = 0.0
 
     def cmd(self, label, c):
         self.commands.append((label, c))
@@ -107,6 +108,7 @@ def alternate(run, label, sides, seconds=DUR):
         for n, f in order:
             d = measured(run, f"{label} / {n}", f, seconds)
             res[n].append(d)
+            run.max_lag_ms = max(run.max_lag_ms, d.get("lag_ms", 0.0))
             extra = f", {d['mibps']:.0f} MiB/s" if "mibps" in d and "1 MiB" in label else ""
             bad = f", {d['errors']} errors, {d['non2xx']} non-2xx" if d.get("errors") or d.get("non2xx") else ""
             log(f"{label} / {n} round {r + 1}: {d['rps']:,.0f} req/s{extra}, p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms{bad}")

@@ -52,7 +52,7 @@ class Env:
         assert st == 200 and body == peers.SMALL_BODY.encode(), (st, body)
 
     def prepare_plexgate(self):
-        for k in ("dist_chain", "dist_chain_admin", "gw1", "gw2", "cs", "dist_l4", "dist_l4_admin"):
+        for k in ("dist_chain", "dist_chain_admin", "gw1", "gw2", "gw3", "cs", "dist_l4", "dist_l4_admin"):
             self.p[k] = free_port()
         self.main_yaml = self.write("main.yaml", topology.main_yaml(self.ws, self.p))
         self.l4_yaml = self.write("l4.yaml", topology.l4_yaml(self.ws, self.p))
@@ -102,11 +102,15 @@ class Env:
         self.procs.wait_port(cs, self.p["cs"])
         g1 = self.procs.start("gateway-lpar1", [PLEXGATE, "gateway", "-c", self.main_yaml, "--ha-instance", "lpar1"], cwd=self.tmp, env=env)
         g2 = self.procs.start("gateway-lpar2", [PLEXGATE, "gateway", "-c", self.main_yaml, "--ha-instance", "lpar2"], cwd=self.tmp, env=env)
+        # lpar3: lpar1's settings with warnings-only logging (no access-log line per request).
+        g3 = self.procs.start("gateway-lpar3", [PLEXGATE, "gateway", "-c", self.main_yaml, "--ha-instance", "lpar3"], cwd=self.tmp,
+                              env=dict(env, PLEXGATE_LOG="warn"))
         self.procs.wait_port(g1, self.p["gw1"])
         self.procs.wait_port(g2, self.p["gw2"])
-        self.pg.update({"caching-service": cs, "gateway-lpar1": g1, "gateway-lpar2": g2})
+        self.procs.wait_port(g3, self.p["gw3"])
+        self.pg.update({"caching-service": cs, "gateway-lpar1": g1, "gateway-lpar2": g2, "gateway-lpar3": g3})
         ctx = self.tls.ctx()
-        for g in ("gw1", "gw2"):
+        for g in ("gw1", "gw2", "gw3"):
             wait_until(f"gateway {g} health", lambda g=g: request(self.p[g], "GET", "/application/health", ctx)[0] == 200)
             wait_until(f"gateway {g} route to nginx", lambda g=g: request(self.p[g], "GET", "/nginxopen" + peers.SMALL_PATH, ctx)[0] == 200)
         d = self.procs.start("distributor-chain", [PLEXGATE, "distributor", "-c", self.main_yaml], cwd=self.tmp, env=env)

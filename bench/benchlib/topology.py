@@ -3,7 +3,8 @@
 - `main.yaml` (scenarios 2 and 3): caching service (inMemory) on lpar1; gateway lpar1 with
   the default verified-token cache; gateway lpar2 with `tokenCacheSize: 0` (every request
   verifies its RS256 signature: the cache-miss path); the distributor on the virtual address
-  with lpar1 as its one target (the whole path of scenario 3).
+  with lpar1 as its one target (the whole path of scenario 3); gateway lpar3 = lpar1 run with
+  `PLEXGATE_LOG=warn` (no access-log line per request), to show what the log costs.
 - `l4.yaml` (scenario 1): a distributor whose one target is nginx itself (`address:`), so the
   L4 path is the same as HAProxy's. Its HTTPS health check cannot pass against plain-HTTP
   nginx, so the target is marked down after the first check; a down target is still tried
@@ -77,6 +78,13 @@ haInstances:
       gateway:
         port: {p['gw2']}
         tokenCacheSize: 0
+      caching-service:
+        enabled: false
+  lpar3:
+    hostname: 127.0.0.1
+    components:
+      gateway:
+        port: {p['gw3']}
       caching-service:
         enabled: false
 """

@@ -3,7 +3,9 @@
 //!
 //! Open model (`--rate R`): connection j of C sends its i-th request at
 //! `start + (j + i*C) / R`; if the previous answer on that connection arrived late, the
-//! request goes at once but its latency still counts from the time it was due.
+//! request goes at once but its latency still counts from the time it was due. How late
+//! requests on idle connections went out is reported as `send_lag_p99_us` (the generator's
+//! own timer and scheduling lag, excluded from the latencies).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ struct Target {
 #[derive(Default)]
 struct Stats {
     latencies_us: Vec<u32>,
+    /// Open model: how late requests on idle connections were sent (the generator's own lag).
+    lag_us: Vec<u32>,
     non2xx: u64,
     errors: u64,
     reconnects: u64,
@@ -103,6 +107,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         for t in tasks {
             let s = t.await.map_err(|e| format!("task: {e}"))?;
             all.latencies_us.extend(s.latencies_us);
+            all.lag_us.extend(s.lag_us);
             all.non2xx += s.non2xx;
             all.errors += s.errors;
             all.reconnects += s.reconnects;
@@ -154,6 +159,8 @@ async fn run(
 ) -> Stats {
     let mut s = Stats::default();
     let mut i: u64 = 0;
+    // When the previous answer on this connection arrived (or the connection was opened).
+    let mut free_at = Instant::now();
     loop {
         let due = if rate > 0.0 { start + Duration::from_secs_f64((j as f64 + i as f64 * conns as f64) / rate) } else { Instant::now() };
         if due >= end {
@@ -163,8 +170,16 @@ async fn run(
             tokio::time::sleep_until(due.into()).await;
         }
         i += 1;
+        // The clock starts when the request was due if the connection was still busy then
+        // (the server fell behind: its fault, counted), else when it was actually sent (tokio's
+        // timer wakes up to a millisecond late: the generator's fault, not counted).
+        let began = if free_at > due { due } else { Instant::now() };
+        if rate > 0.0 && free_at <= due && due >= measure {
+            s.lag_us.push(began.saturating_duration_since(due).as_micros().min(u32::MAX as u128) as u32);
+        }
         let result = send(&t, &mut sender).await;
-        let took = due.elapsed();
+        let took = began.elapsed();
+        free_at = Instant::now();
         let counted = due >= measure;
         match result {
             Ok(status) => {
@@ -209,6 +224,8 @@ async fn reconnect(t: &Target, end: Instant) -> Option<SendRequest<Full<Bytes>>>
 
 fn report(mut s: Stats, duration: f64, rate: f64, conns: usize) {
     s.latencies_us.sort_unstable();
+    s.lag_us.sort_unstable();
+    let lag_p99 = if s.lag_us.is_empty() { 0 } else { s.lag_us[(s.lag_us.len() * 99).div_ceil(100).clamp(1, s.lag_us.len()) - 1] };
     let n = s.latencies_us.len();
     let pct = |p: f64| -> u32 {
         if n == 0 {
@@ -220,7 +237,7 @@ fn report(mut s: Stats, duration: f64, rate: f64, conns: usize) {
     let mean = if n == 0 { 0.0 } else { s.latencies_us.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64 };
     println!(
         "{{\"requests\":{n},\"rps\":{:.1},\"offered_rps\":{rate},\"connections\":{conns},\"non2xx\":{},\"errors\":{},\"reconnects\":{},\
-         \"mean_us\":{mean:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
+         \"send_lag_p99_us\":{lag_p99},\"mean_us\":{mean:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
         n as f64 / duration,
         s.non2xx,
         s.errors,

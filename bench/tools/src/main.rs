@@ -2,9 +2,11 @@
 //!
 //! - `plexbench load URL [options]`: an HTTP/1.1 load generator over plain TCP or TLS (with an
 //!   optional client certificate, which wrk lacks). `--rate R` runs the open model: requests
-//!   are due at fixed times (R per second over all connections) and each latency is measured
-//!   from the time the request was due, not from when it could be sent, so a stalled server
-//!   is not hidden by the generator waiting for it (wrk2's coordinated-omission correction).
+//!   are due at fixed times (R per second over all connections). A request whose connection
+//!   was still waiting for the previous answer when it fell due is timed from when it was due,
+//!   not from when it could be sent, so a stalled server is not hidden by the generator waiting
+//!   for it (wrk2's coordinated-omission correction); one that was only sent late because the
+//!   timer woke late is timed from when it was sent.
 //!   Without `--rate` it is a closed loop like wrk. Prints one JSON line.
 //! - `plexbench serve-json --port P --cert C --key K --ca CA`: the bare hyper + rustls server
 //!   that answers the caching service's `GET /cache/{key}` and `POST /cache-list/{map}` /
