@@ -27,7 +27,7 @@ import traceback
 from benchlib import peers
 from benchlib import report as R
 from benchlib.common import (C_CACHE, C_OPEN, DUR, FRESH_TOKENS, FULL, ONLY, OPEN_DUR, PLEXBENCH, PLEXGATE, ROOT, ROUNDS,
-                             BUSY_LIMIT, WARMUP, Run, log, tokio_workers)
+                             BUSY_LIMIT, OPEN_SHARE, WARMUP, Run, log, tokio_workers)
 from benchlib.procs import Procs
 from benchlib.scenarios import scenario1, scenario2, scenario3, scenario4
 from benchlib.setup import Env
@@ -35,7 +35,15 @@ from benchlib.startup import scenario5
 
 # --- report --------------------------------------------------------------------------------
 
-def machine():
+def source_revision():
+    """The commit the binary was built from, and whether the Rust sources differed from it."""
+    def sh(cmd):
+        return subprocess.run(cmd, shell=True, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = sh("git status --porcelain --untracked-files=no -- . ':!docs' ':!bench' ':!*.md'")
+    return sh("git rev-parse --short HEAD") + (" + uncommitted changes to the sources" if dirty else "")
+
+
+def machine(revision):
     def sh(cmd):
         r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
         return (r.stdout or r.stderr).strip()
@@ -51,7 +59,7 @@ def machine():
         "tw_reuse": sh("cat /proc/sys/net/ipv4/tcp_tw_reuse"),
         "nofile": sh("ulimit -n"),
         "versions": {
-            "plexgate": sh(f"cd {ROOT} && git rev-parse --short HEAD") + (" + uncommitted changes" if sh(f"cd {ROOT} && git status --porcelain --untracked-files=no") else ""),
+            "plexgate": revision,
             "rustc": sh("rustc --version"),
             "haproxy": sh("haproxy -v | head -1"),
             "nginx": sh("nginx -v 2>&1"),
@@ -105,8 +113,9 @@ def write_report(run, m, started, path, workers_seen):
 - Open model (fixed rate): `plexbench load --rate R` (bench/tools, Rust: hyper 1 + rustls), {C_OPEN} keep-alive connections,
   {OPEN_DUR} s after 1 s unrecorded warm-up; each latency counts from the time the request was due, so a stall is not hidden by the
   generator waiting (wrk2's correction); a request sent late only because the generator's timer woke late (tokio's timer
-  has millisecond resolution) is timed from when it was sent (in this run the generator's own send lag, p99 of each run,
-  was at most {run.max_lag_ms:.2f} ms). R = half the slower side's closed-loop median, the same R for both sides. h2load was
+  has millisecond resolution) is timed from when it was sent (the generator's own send lag in this run, p99 per run: median
+  {R.num(R.median(run.lags_ms), 'ms')}, largest {R.num(max(run.lags_ms, default=None), 'ms')}). R = {OPEN_SHARE:.0%} of the slower
+  side's closed-loop median, the same R for both sides. h2load was
   not used for latency: its `--rps` is per client and it prints no percentiles.
 - Before every measurement the driver waits while another cargo/rustc process runs or the CPUs are more than
   {int(BUSY_LIMIT * 100)}% busy (shared machine); measurements it had to take anyway are listed under "Problems".
@@ -172,6 +181,7 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     started = time.time()
+    revision = source_revision()
     log(f"temporary directory {tmp}; {ROUNDS} rounds x {DUR} s (fixed rate {OPEN_DUR} s); scenarios {sorted(ONLY)}")
     workers_seen = "n/a"
     try:
@@ -217,7 +227,7 @@ def main():
         run.sections["logs"] = ("Warnings and errors the processes logged during this run, counted by message:\n\n"
                                 + R.details("log summary", summary))
     path = os.path.join(ROOT, "docs", "benchmarks.md") if FULL else os.path.join(tmp, "benchmarks.md")
-    write_report(run, machine(), started, path, workers_seen)
+    write_report(run, machine(revision), started, path, workers_seen)
     with open(path) as f:
         text = f.read()
     print(text.split("## Machine and versions")[0])

@@ -43,7 +43,7 @@ class Run:
         self.problems = []
         self.contended = []
         self.notes = []
-        self.max_lag_ms = 0.0
+        self.lags_ms = []
 
     def cmd(self, label, c):
         self.commands.append((label, c))
@@ -108,10 +108,12 @@ def alternate(run, label, sides, seconds=DUR):
         for n, f in order:
             d = measured(run, f"{label} / {n}", f, seconds)
             res[n].append(d)
-            run.max_lag_ms = max(run.max_lag_ms, d.get("lag_ms", 0.0))
+            if "lag_ms" in d:
+                run.lags_ms.append(d["lag_ms"])
             extra = f", {d['mibps']:.0f} MiB/s" if "mibps" in d and "1 MiB" in label else ""
             bad = f", {d['errors']} errors, {d['non2xx']} non-2xx" if d.get("errors") or d.get("non2xx") else ""
-            log(f"{label} / {n} round {r + 1}: {d['rps']:,.0f} req/s{extra}, p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms{bad}")
+            lag = f", generator send lag p99 {d['lag_ms']:.2f} ms" if "lag_ms" in d else ""
+            log(f"{label} / {n} round {r + 1}: {d['rps']:,.0f} req/s{extra}, p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms{bad}{lag}")
     for n, _ in sides:
         if res[n]:
             run.cmd(f"{label} / {n}", res[n][-1]["cmd"])
@@ -131,11 +133,15 @@ def med(res, name, key):
     return R.median(vals(res, name, key))
 
 
+# Offered load of the fixed-rate runs, as a share of the slower side's closed-loop median.
+OPEN_SHARE = 0.4
+
+
 def open_rate(*rps):
-    """The offered load of a fixed-rate comparison: half the slower side's closed-loop median."""
+    """The offered load of a fixed-rate comparison (the same for both sides)."""
     r = min(x for x in rps if x)
     step = 100 if r >= 2000 else 10
-    return max(step, int(r * 0.5 / step) * step)
+    return max(step, int(r * OPEN_SHARE / step) * step)
 
 
 # --- HTTPS helpers (standard library) -----------------------------------------------------
