@@ -27,7 +27,7 @@ import traceback
 from benchlib import peers
 from benchlib import report as R
 from benchlib.common import (C_CACHE, C_OPEN, DUR, FRESH_TOKENS, FULL, ONLY, OPEN_DUR, PLEXBENCH, PLEXGATE, ROOT, ROUNDS,
-                             BUSY_LIMIT, OPEN_SHARE, WARMUP, Run, log, tokio_workers)
+                             BUSY_LIMIT, FOREIGN_LIMIT, OPEN_SHARE, WARMUP, Run, log, tokio_workers)
 from benchlib.procs import Procs
 from benchlib.scenarios import scenario1, scenario2, scenario3, scenario4
 from benchlib.setup import Env
@@ -76,7 +76,8 @@ def write_report(run, m, started, path, workers_seen):
     L = []
     L.append("# Benchmarks: plexgate against HAProxy and nginx\n")
     L.append(f"Measured by `bench/run` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} in {took / 60:.1f} minutes "
-             f"(issue 8). Every figure below comes from that one run: {ROUNDS} rounds per comparison, plexgate and its peer "
+             f"({run.waited_s / 60:.1f} of them waiting for other sessions' jobs on this shared machine; {run.repeated} "
+             f"measurements repeated because another process ran during them) (issue 8). Every figure below comes from that one run: {ROUNDS} rounds per comparison, plexgate and its peer "
              f"alternating (order reversed every round), medians with ± half the range between rounds. "
              f"Targets are reported, not enforced.\n")
     L.append("## Headline\n")
@@ -101,40 +102,45 @@ def write_report(run, m, started, path, workers_seen):
     L.extend(f"- {k}: {v}" for k, v in m["versions"].items())
     L.append("")
     L.append("## Method\n")
-    L.append(f"""- Everything on 127.0.0.1 on ports the kernel handed out, in a temporary directory; load generator, proxies and nginx share
-  the {m['nproc']} CPUs, so every figure includes the load generator's own CPU use (the same for both sides).
-- Threads: HAProxy `nbthread 2`; plexgate processes run as shipped: tokio's default is one worker per CPU, so 2 here, the
-  same as HAProxy (threads named `tokio-rt-worker` at start, workers plus any blocking-pool threads: {workers_seen}); nginx `worker_processes 2` (the common upstream); wrk `-t2`; plexbench 2 threads closed loop, 1 at a fixed rate.
-- Upstream for everyone: nginx 1.22 returning a fixed {len(peers.SMALL_BODY)}-byte body (`{peers.SMALL_PATH}`) or a 1 MiB file
-  (`{peers.BIG_PATH}`, sendfile). "direct" = the load generator straight to nginx.
-- Closed loop: `wrk` (Debian's wrk 4.1, not wrk2), {DUR} s per run after one {WARMUP} s warm-up per side, results read from a
-  Lua `done()` hook (exact counts and percentiles). HTTPS: wrk (OpenSSL) to the gateway / HAProxy, both with the gateway's
-  development certificate (RSA 2048), TLS negotiated by the two ends.
-- Open model (fixed rate): `plexbench load --rate R` (bench/tools, Rust: hyper 1 + rustls), {C_OPEN} keep-alive connections,
-  {OPEN_DUR} s after 1 s unrecorded warm-up; each latency counts from the time the request was due, so a stall is not hidden by the
-  generator waiting (wrk2's correction); a request sent late only because the generator's timer woke late (tokio's timer
-  has millisecond resolution) is timed from when it was sent (the generator's own send lag in this run, p99 per run: median
-  {R.num(R.median(run.lags_ms), 'ms')}, largest {R.num(max(run.lags_ms, default=None), 'ms')}). R = {OPEN_SHARE:.0%} of the slower
-  side's closed-loop median, the same R for both sides. h2load was
-  not used for latency: its `--rps` is per client and it prints no percentiles.
-- Before every measurement the driver waits while another cargo/rustc process runs or the CPUs are more than
-  {int(BUSY_LIMIT * 100)}% busy (shared machine); measurements it had to take anyway are listed under "Problems".
-- Each plexgate process, HAProxy and nginx inherit the shell's open-files limit ({m['nofile']}).
-- The caching service needs a TLS client certificate, which wrk cannot present, so scenario 4 uses `plexbench` closed loop
-  ({C_CACHE} connections) for both the caching service and its bound.
+    lag = f"median {R.num(R.median(run.lags_ms), 'ms')}, largest {R.num(max(run.lags_ms, default=None), 'ms')}"
+    L.append(f"""\
+- Everything runs on 127.0.0.1, on ports the kernel handed out, in a temporary directory. Load generator, proxies and nginx
+  share the {m['nproc']} CPUs, so every figure includes the load generator's own CPU use (the same for both sides).
+- Threads: HAProxy `nbthread 2`. plexgate's processes run as shipped: tokio starts one worker per CPU, so 2 here, the same
+  as HAProxy (threads named `tokio-rt-worker` at start, workers plus any blocking-pool threads: {workers_seen}).
+  nginx `worker_processes 2` (the common upstream); wrk `-t2`; plexbench 2 threads in closed loop, 1 at a fixed rate.
+- Upstream for everyone: nginx 1.22 answering a fixed {len(peers.SMALL_BODY)}-byte body (`{peers.SMALL_PATH}`) or a 1 MiB
+  file (`{peers.BIG_PATH}`, sendfile). "direct" = the load generator straight to nginx.
+- Closed loop: `wrk` (Debian's wrk 4.1, not wrk2), {DUR} s per run after one {WARMUP} s warm-up per side; results are read
+  from a Lua `done()` hook (exact counts and percentiles). HTTPS: wrk (OpenSSL) to the gateway or HAProxy, both serving the
+  gateway's development certificate (RSA 2048).
+- Fixed rate (open model): `plexbench load --rate R` (bench/tools: hyper 1 + rustls), {C_OPEN} keep-alive connections,
+  {OPEN_DUR} s after 1 s unrecorded warm-up, R = {OPEN_SHARE:.0%} of the slower side's closed-loop median, the same R for both
+  sides. A request whose connection was still busy when it fell due is timed from when it was due, so a stalled server is
+  not hidden by the generator waiting (wrk2's correction); one sent late only because the generator's timer woke late
+  (tokio's timer has millisecond resolution) is timed from when it was sent. The generator's own send lag, p99 per run:
+  {lag}. h2load was not used for latency: its `--rps` is per client and it prints no percentiles.
+- Shared machine: before every measurement the driver waits while another cargo/rustc process runs or the CPUs are more
+  than {int(BUSY_LIMIT * 100)}% busy, and it repeats a measurement (up to 6 times) when processes outside the benchmark,
+  or the hypervisor (steal time), took more than {int(FOREIGN_LIMIT * 100)}% of the CPUs during it; measurements it had to
+  keep anyway are listed under "Problems".
+- Every process inherits the shell's open-files limit ({m['nofile']}).
 - Scenario 1: the distributor's one target is nginx (`targets: [{{address: ...}}]`). Its HTTPS health check cannot pass
   against plain-HTTP nginx, so the target is marked down after the first check (interval set to 60 s); a down target is
   still tried when no healthy one exists, so every connection is forwarded (selection cost: one list extend).
-- Scenario 2: nginx as two static API services (`bypass` and `zoweJwt`). HAProxy `mode http` forwards to the same nginx; its
-  jwt_verify frontend checks presence, `alg` = RS256, `iss` = APIML, the RS256 signature with the gateway's public key
-  (`openssl x509 -pubkey` of server.pem: HAProxy 2.6 reads a public key, not a certificate) and `exp`. The fresh-token case
-  (c) uses gateway lpar2 with `tokenCacheSize: 0` (every request verifies its signature: the cache-miss path) and a wrk Lua
-  script giving every request the next of {FRESH_TOKENS} tokens minted by {FRESH_TOKENS} logins; HAProxy gets the same
-  script and tokens.
-- plexgate logs as shipped (info level, one access-log line per routed request, to a file); HAProxy logs nothing (no `log`
-  line), nginx `access_log off`. Scenario 2a also runs gateway lpar3, lpar1's configuration with `PLEXGATE_LOG=warn`, to show
-  what the access log costs.
+- Scenario 2: nginx as two static API services (`bypass` and `zoweJwt`). HAProxy `mode http` forwards to the same nginx;
+  its jwt_verify frontend checks presence, `alg` = RS256, `iss` = APIML, the RS256 signature with the gateway's public key
+  (`openssl x509 -pubkey` of server.pem: HAProxy 2.6 reads a public key, not a certificate) and `exp`. The fresh-token
+  case (c) uses gateway lpar2 with `tokenCacheSize: 0` (every request verifies its signature: the cache-miss path) and a
+  wrk Lua script giving every request the next of {FRESH_TOKENS} tokens minted by {FRESH_TOKENS} logins; HAProxy gets the
+  same script and tokens.
+- Logging: plexgate as shipped (info level, one access-log line per routed request, to a file); HAProxy without a `log`
+  line; nginx `access_log off`. Scenario 2a also runs gateway lpar3, lpar1's configuration with `PLEXGATE_LOG=warn`, to
+  show what the access log costs.
+- Scenario 4: the caching service needs a TLS client certificate, which wrk cannot present, so `plexbench` (closed loop,
+  {C_CACHE} connections) drives both the caching service and its bound, with the workspace's client certificate.
 """)
+
     L.extend(f"- {n}" for n in run.notes)
     L.append("")
     titles = {1: "1. L4: distributor vs HAProxy `mode tcp` (plain HTTP through both, nginx behind)",
@@ -149,8 +155,9 @@ def write_report(run, m, started, path, workers_seen):
             L.append(f"## {title}\n")
             L.append(run.sections[k] + "\n")
     L.append("## Exact commands of this run\n")
-    L.append("Ports are this run's. `bench/run` runs all of them; `BENCH_ONLY=2 bench/run` runs one scenario "
-             "(its report then goes to the temporary directory, not here).\n")
+    L.append("Ports are this run's; commands run from the repository root; `$TMP` is the run's temporary directory and "
+             "`$TOKEN` / `$DEMO_TOKEN` login tokens of the users `bench` / `demo` (`POST /gateway/api/v1/auth/login`). `bench/run` runs all of them; "
+             "`BENCH_ONLY=2 bench/run` runs one scenario (its report then goes to the temporary directory, not here).\n")
     L.append(R.details("commands", "\n".join(f"# {label}\n{c}" for label, c in run.commands), "sh"))
     L.append("## Configuration files of this run\n")
     for name, text in run.files.items():
@@ -158,7 +165,7 @@ def write_report(run, m, started, path, workers_seen):
         L.append(R.details(name, text, lang))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        f.write("\n".join(L))
+        f.write(run.shorten("\n".join(L)))
     log(f"report written to {path}")
 
 

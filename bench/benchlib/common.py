@@ -44,9 +44,18 @@ class Run:
         self.contended = []
         self.notes = []
         self.lags_ms = []
+        self.waited_s = 0
+        self.repeated = 0
+        # Long or run-specific strings shown by name in the report: token -> $TOKEN, ...
+        self.names = {tmp: "$TMP", ROOT + "/": ""}
 
     def cmd(self, label, c):
         self.commands.append((label, c))
+
+    def shorten(self, text):
+        for value, name in self.names.items():
+            text = text.replace(value, name)
+        return text
 
 
 def log(msg):
@@ -74,9 +83,10 @@ def quiet_wait(run, label, record=True):
             return
         time.sleep(5)
         waited += 5
+        run.waited_s += 5
 
 
-def measured(run, label, f, seconds, attempts=3):
+def measured(run, label, f, seconds, attempts=6):
     """One measurement on a quiet machine: waits first, and repeats it when processes outside
     the benchmark used more than FOREIGN_LIMIT of the CPUs meanwhile (a test that started
     during the run); after `attempts` keeps the last and names it in the report."""
@@ -90,7 +100,11 @@ def measured(run, label, f, seconds, attempts=3):
         share = used / (NCPU * max(1.0, time.time() - started))
         if share <= FOREIGN_LIMIT:
             return d
-        log(f"{label}: other processes used {share:.0%} of the CPUs during the measurement; repeating it")
+        log(f"{label}: other processes (or the hypervisor) took {share:.0%} of the CPUs during the measurement; repeating it")
+        run.repeated += 1
+        # Someone else is active in bursts: give them time before trying again.
+        time.sleep(10 * (attempt + 1))
+        run.waited_s += 10 * (attempt + 1)
     if label not in run.contended:
         run.contended.append(label)
     return d

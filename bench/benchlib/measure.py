@@ -96,7 +96,7 @@ def plexbench(tool, url, connections, seconds, rate=0, warmup=1, threads=2, head
         "p99_ms": d["p99_us"] / 1000,
         "p999_ms": d["p999_us"] / 1000,
         "max_ms": d["max_us"] / 1000,
-        "lag_ms": d.get("send_lag_p99_us", 0) / 1000,
+        **({"lag_ms": d.get("send_lag_p99_us", 0) / 1000} if rate else {}),
         "errors": d["errors"],
         "non2xx": d["non2xx"],
         "requests": d["requests"],

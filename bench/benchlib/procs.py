@@ -221,10 +221,18 @@ def _cpu_ticks_by_pid():
     return out
 
 
+def _steal_ticks():
+    """CPU time the hypervisor gave to someone else (all CPUs), in clock ticks."""
+    with open("/proc/stat") as f:
+        v = f.readline().split()[1:]
+    return int(v[7]) if len(v) > 7 else 0
+
+
 class ForeignCpu:
     """CPU seconds used by processes outside this benchmark's process tree between `start()`
-    and `stop()`: other sessions' builds and tests that began after the pre-measurement check.
-    Processes that exit in between are counted through their parent's children-time."""
+    and `stop()` (other sessions' builds and tests that began after the pre-measurement check),
+    plus the time the hypervisor stole from this VM. Processes that exit in between are counted
+    through their parent's children-time."""
 
     def __init__(self):
         self.tick = os.sysconf("SC_CLK_TCK")
@@ -243,8 +251,9 @@ class ForeignCpu:
 
     def start(self):
         self.before = self._foreign()
+        self.steal = _steal_ticks()
 
     def stop(self):
         after = self._foreign()
         ticks = sum(max(0, t - self.before.get(pid, 0)) for pid, t in after.items())
-        return ticks / self.tick
+        return (ticks + _steal_ticks() - self.steal) / self.tick

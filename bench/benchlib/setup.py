@@ -134,6 +134,7 @@ class Env:
         # Logins go to lpar2 (the cache-off gateway): an Argon2id check holds 19 MiB, which would
         # show in lpar1's memory figures (scenario 5 measures that effect on its own).
         self.token = wait_until("first login", lambda: login(self.p["gw2"], ctx), timeout=30)
+        self.run.names[self.token] = "$TOKEN"
         tokens, lock = [], threading.Lock()
 
         def worker(n):

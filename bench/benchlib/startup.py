@@ -101,6 +101,7 @@ def scenario5(run, procs, tmp, nginx_port):
     idle = rss(pids)
     threads = {n: tokio_workers(pid) for n, pid in pids.items()}
     token = login(ports["ext"], ctx, "demo", password["pw"])
+    run.names[token] = "$DEMO_TOKEN"
     one_login = rss(pids)
     url = f"https://127.0.0.1:{ports['ext']}/nginxjwt{peers.SMALL_PATH}"
     sampled = {}

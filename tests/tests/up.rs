@@ -38,7 +38,8 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     let (port, _) = config(&ws);
     let start = Instant::now();
     let mut up = ws.spawn("up", &["up", "-c", "zowe.yaml"]);
-    assert_eventually!(Duration::from_secs(30), up.logs().contains("with password: "), "demo user created\n{}", up.logs());
+    // The password line comes first; wait for the banner that follows it, so both are in the log.
+    assert_eventually!(Duration::from_secs(30), up.logs().contains("northbound URL: "), "demo user created, banner printed\n{}", up.logs());
     let logs = up.logs();
     let password = logs.split("with password: ").nth(1).unwrap().lines().next().unwrap().trim().to_owned();
     assert!(logs.contains(&format!("northbound URL: https://127.0.0.1:{port}")), "{logs}");
