@@ -162,9 +162,12 @@ pub struct RoutingConfig {
     /// Time to connect to an instance.
     #[serde(with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
-    /// Time until the first byte of the answer.
+    /// Time until the first byte of the answer, counted from the end of the request body.
     #[serde(with = "humantime_serde_compat")]
     pub response_timeout: Duration,
+    /// Longest pause between two pieces of a request or response body.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
     /// Extra attempts on other instances.
     pub retries: u32,
     /// Interval of active health checks.

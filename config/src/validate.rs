@@ -164,6 +164,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         routing: RoutingConfig {
             connect_timeout: g.routing.connect_timeout.0,
             response_timeout: g.routing.response_timeout.0,
+            idle_timeout: g.routing.idle_timeout.0,
             retries: ctx.at_least("components.gateway.routing.retries", g.routing.retries, 0),
             health_check_interval: g.routing.health_check_interval.0,
             ejection: g.routing.ejection.0,
@@ -174,6 +175,15 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());
     gateway.jwt.signing_certificate =
         g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());
+    for (key, d) in [
+        ("connectTimeout", g.routing.connect_timeout),
+        ("responseTimeout", g.routing.response_timeout),
+        ("idleTimeout", g.routing.idle_timeout),
+    ] {
+        if d.0.is_zero() {
+            ctx.problem(&format!("components.gateway.routing.{key}"), "found 0, allowed a duration above 0 such as 5s");
+        }
+    }
     if g.jwt.lifetime.0.is_zero() {
         ctx.problem("components.gateway.jwt.lifetime", "found 0, allowed a duration above 0 such as 8h");
     }

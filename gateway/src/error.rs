@@ -79,6 +79,9 @@ pub enum GatewayError {
     /// An API service did not start answering in time.
     #[error("Request to the resource ended with unexpected status code: no response within {0}")]
     GatewayTimeout(String),
+    /// No piece of a body moved, either way, for the route's idle timeout.
+    #[error("no data moved for {0:?}")]
+    Idle(std::time::Duration),
     /// An API service answered with something that is not HTTP, or broke the connection.
     #[error("Request to the resource ended with unexpected status code: {0}")]
     BadGateway(String),
@@ -280,7 +283,7 @@ impl GatewayError {
                 Client,
                 false,
             ),
-            E::GatewayTimeout(_) => d(
+            E::GatewayTimeout(_) | E::Idle(_) => d(
                 S::GATEWAY_TIMEOUT,
                 Some("ZWEAG510E"),
                 "org.zowe.apiml.gateway.responseStatusError",

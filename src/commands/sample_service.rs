@@ -7,7 +7,8 @@
 //! - `ANY echo/**`: method, path, query, headers and body length as JSON;
 //! - `GET slow?ms=N`: answers after N milliseconds;
 //! - `GET fail?status=N`: answers status N;
-//! - `GET download?bytes=N`: N bytes streamed; `POST upload`: counts the bytes it receives;
+//! - `GET download?bytes=N[&stallMs=M]`: N bytes streamed (a pause of M ms after the first
+//!   64 KiB); `POST upload`: counts the bytes it receives;
 //! - `GET ws`: a WebSocket that echoes every text message, prefixed with the instance id;
 //! - `/application/health`: UP.
 
@@ -140,16 +141,21 @@ async fn fail(State(id): State<Arc<String>>, Query(q): Query<BTreeMap<String, St
 
 async fn download(Query(q): Query<BTreeMap<String, String>>) -> Response {
     let total = q.get("bytes").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1024).min(MAX_DOWNLOAD);
+    // `stallMs`: a pause after the first piece, an upstream that stops mid-answer.
+    let stall = q.get("stallMs").and_then(|v| v.parse::<u64>().ok()).map(|ms| Duration::from_millis(ms.min(600_000)));
     const CHUNK: u64 = 64 * 1024;
     let chunk = Bytes::from(vec![b'x'; CHUNK as usize]);
-    let stream = futures_util::stream::unfold(total, move |left| {
+    let stream = futures_util::stream::unfold((total, 0u64), move |(left, pieces)| {
         let chunk = chunk.clone();
         async move {
             if left == 0 {
                 return None;
             }
+            if let (1, Some(d)) = (pieces, stall) {
+                tokio::time::sleep(d).await;
+            }
             let n = left.min(CHUNK);
-            Some((Ok::<_, std::io::Error>(chunk.slice(..n as usize)), left - n))
+            Some((Ok::<_, std::io::Error>(chunk.slice(..n as usize)), (left - n, pieces + 1)))
         }
     });
     let mut resp = Body::from_stream(stream).into_response();

@@ -12,6 +12,7 @@ pub mod forge;
 pub mod https;
 pub mod process;
 pub mod redis;
+pub mod zowe_cli;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -48,10 +49,17 @@ pub fn fixture_certs() -> &'static Path {
     .1
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (the OS picked it for us).
+/// A port on 127.0.0.1 that was free a moment ago (the OS picked it for us), and never handed
+/// out before in this test process: tests hold ports with nothing bound on them (a process
+/// being restarted, a port that must stay dead), which the OS could otherwise give out again.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
+        if GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A temporary directory that plexgate runs in: relative paths of its config land here.

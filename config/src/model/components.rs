@@ -170,6 +170,8 @@ pub const DEFAULT_TOKEN_CACHE_SIZE: i64 = 100_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Dur = Dur::ms(2_000);
 /// Time for an API service to start answering (Zowe's `apiml.connection.timeout`).
 pub const DEFAULT_RESPONSE_TIMEOUT: Dur = Dur::ms(60_000);
+/// Longest pause between two pieces of a body, either way, before the exchange is cut.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Dur = Dur::ms(60_000);
 /// Extra attempts on other instances for a failed request.
 pub const DEFAULT_RETRIES: i64 = 2;
 /// Interval of active health checks of API service instances.
@@ -183,8 +185,10 @@ pub const DEFAULT_EJECTION: Dur = Dur::ms(2_000);
 pub struct Routing {
     /// Time to connect to an instance.
     pub connect_timeout: Dur,
-    /// Time until the first byte of the answer.
+    /// Time until the first byte of the answer, counted from the end of the request body.
     pub response_timeout: Dur,
+    /// Longest pause between two pieces of a request or response body.
+    pub idle_timeout: Dur,
     /// Extra attempts on other instances.
     pub retries: i64,
     /// Interval of active health checks.
@@ -198,6 +202,7 @@ impl Default for Routing {
         Routing {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             retries: DEFAULT_RETRIES,
             health_check_interval: DEFAULT_SERVICE_HEALTH_INTERVAL,
             ejection: DEFAULT_EJECTION,

@@ -66,6 +66,12 @@ pub struct ServiceDef {
     /// `customMetadata.apiml.readTimeout` (milliseconds, as Zowe has it): this service's time
     /// until the first byte of an answer, instead of `routing.responseTimeout`.
     pub read_timeout: Option<std::time::Duration>,
+    /// `customMetadata.apiml.connectTimeout` (milliseconds, as Zowe has it): this service's time
+    /// to open a connection, instead of `routing.connectTimeout`.
+    pub connect_timeout: Option<std::time::Duration>,
+    /// `customMetadata.apiml.idleTimeout` (milliseconds; plexgate's own key): the longest pause
+    /// between two pieces of a body, either way, instead of `routing.idleTimeout`.
+    pub idle_timeout: Option<std::time::Duration>,
     /// The file it came from.
     pub file: PathBuf,
 }
@@ -213,13 +219,9 @@ fn service(path: &Path, i: usize, v: &Value, out: &mut Loaded) -> Result<Service
             ));
         }
     };
-    let read_timeout = match v.pointer("/customMetadata/apiml/readTimeout") {
-        None => None,
-        Some(t) => match t.as_u64().or_else(|| t.as_str().and_then(|s| s.trim().parse().ok())) {
-            Some(ms) if ms > 0 => Some(std::time::Duration::from_millis(ms)),
-            _ => return Err(format!("{at}: customMetadata.apiml.readTimeout must be a positive number of milliseconds")),
-        },
-    };
+    let read_timeout = millis(v, "readTimeout").map_err(|e| format!("{at}: {e}"))?;
+    let connect_timeout = millis(v, "connectTimeout").map_err(|e| format!("{at}: {e}"))?;
+    let idle_timeout = millis(v, "idleTimeout").map_err(|e| format!("{at}: {e}"))?;
     let sticky =
         v.pointer("/customMetadata/apiml/lb/type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("authentication"));
     Ok(ServiceDef {
@@ -232,8 +234,20 @@ fn service(path: &Path, i: usize, v: &Value, out: &mut Loaded) -> Result<Service
         scheme,
         sticky_by_user: sticky,
         read_timeout,
+        connect_timeout,
+        idle_timeout,
         file: path.to_owned(),
     })
+}
+
+/// `customMetadata.apiml.<key>`: a positive number of milliseconds (a number or a string of
+/// digits, as Zowe's definitions carry both), or absent.
+fn millis(v: &Value, key: &str) -> Result<Option<std::time::Duration>, String> {
+    let Some(t) = v.pointer(&format!("/customMetadata/apiml/{key}")) else { return Ok(None) };
+    match t.as_u64().or_else(|| t.as_str().and_then(|s| s.trim().parse().ok())) {
+        Some(ms) if ms > 0 => Ok(Some(std::time::Duration::from_millis(ms))),
+        _ => Err(format!("customMetadata.apiml.{key} must be a positive number of milliseconds, found {t}")),
+    }
 }
 
 #[cfg(test)]
@@ -275,5 +289,28 @@ mod tests {
         assert!(all.contains("services[1] (b): routes[0] has no gatewayUrl"), "{all}");
         assert!(all.contains("services[2] (c): authentication scheme `httpBasicPassTicket` is not supported"), "{all}");
         assert!(all.contains("serviceId `d` is defined twice"), "{all}");
+    }
+
+    #[test]
+    fn per_service_timeouts_are_milliseconds() {
+        let ok = load_text(
+            "services:\n  - serviceId: t\n    instanceBaseUrls: [https://h:1]\n    routes: [{gatewayUrl: x}]\n    customMetadata: {apiml: {readTimeout: 1500, connectTimeout: '250', idleTimeout: 3000}}\n",
+        );
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        let s = &ok.services[0];
+        assert_eq!(s.read_timeout, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(s.connect_timeout, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(s.idle_timeout, Some(std::time::Duration::from_millis(3000)));
+        for bad in ["connectTimeout: 0", "idleTimeout: soon", "readTimeout: -5"] {
+            let l = load_text(&format!(
+                "services:\n  - serviceId: t\n    instanceBaseUrls: [https://h:1]\n    routes: [{{gatewayUrl: x}}]\n    customMetadata: {{apiml: {{{bad}}}}}\n"
+            ));
+            let key = bad.split(':').next().unwrap();
+            assert!(
+                l.errors.join("\n").contains(&format!("services[0] (t): customMetadata.apiml.{key} must be a positive number")),
+                "{bad}: {:?}",
+                l.errors
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use super::definitions::{RouteDef, Scheme};
+use super::idle::{IdleBody, Sent};
 use super::registry::{Instance, Service};
 use crate::error::GatewayError;
 use crate::state::{AUTH_COOKIE, ClientAddr, ClientCert, Gateway, PAT_COOKIE, PAT_HEADER, bearer, cookie};
@@ -118,11 +119,19 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
     let attempts = (g.routes.config.retries as usize + 1).min(candidates.len().max(1));
     let mut last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
     let mut body_slot = Some(replayable);
+    let client = g.routes.client_for(service.def.connect_timeout);
+    let idle = service.def.idle_timeout.unwrap_or(g.routes.config.idle_timeout);
+    let read_timeout = service.def.read_timeout.unwrap_or(g.routes.config.response_timeout);
     for (n, instance) in candidates.iter().take(attempts).enumerate() {
         let Some(body) = body_slot.take() else { break };
-        let (this_body, keep) = match body {
-            Kept::Bytes(b) => (Body::from(b.clone()), Some(Kept::Bytes(b))),
-            Kept::Stream(s) => (s, None),
+        // A streamed body is watched for stalls, and the wait for the answer starts when it is
+        // all sent: an upload longer than the read timeout is not cut by it.
+        let (this_body, keep, sent) = match body {
+            Kept::Bytes(b) => (Body::from(b.clone()), Some(Kept::Bytes(b)), None),
+            Kept::Stream(s) => {
+                let sent = Arc::new(Sent::default());
+                (Body::new(IdleBody::new(s, idle, "request", Some(sent.clone()))), None, Some(sent))
+            }
         };
         let uri = match join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query()) {
             Ok(u) => u,
@@ -136,12 +145,28 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
             return (Err(GatewayError::Internal("cannot build the upstream request".to_owned())), sid, None, user);
         };
         instance.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let read_timeout = service.def.read_timeout.unwrap_or(g.routes.config.response_timeout);
-        let sent = tokio::time::timeout(read_timeout, g.routes.client.request(up)).await;
+        let first_byte = async {
+            if let Some(s) = &sent {
+                s.wait().await;
+            }
+            tokio::time::sleep(read_timeout).await;
+        };
+        let answer = tokio::select! {
+            r = client.request(up) => Ok(r),
+            () = first_byte => Err(()),
+        };
         let more = n + 1 < attempts && keep.is_some();
-        match sent {
-            Err(_) => {
+        match answer {
+            Err(()) => {
                 return (Err(GatewayError::GatewayTimeout(format!("{read_timeout:?}"))), sid, Some(instance.id.clone()), user);
+            }
+            // The client's side failed, not the instance: no retry, no mark against it.
+            Ok(Err(_)) if sent.as_ref().is_some_and(|s| s.stalled()) => {
+                let err = GatewayError::BadRequest(format!("the request body stalled: no data for {idle:?}"));
+                return (Err(err), sid, Some(instance.id.clone()), user);
+            }
+            Ok(Err(e)) if sent.as_ref().is_some_and(|s| s.broke()) => {
+                return (Err(GatewayError::BadRequest(format!("the request body broke off ({e})"))), sid, Some(instance.id.clone()), user);
             }
             Ok(Err(e)) if e.is_connect() => {
                 instance.failed(g.routes.config.ejection);
@@ -176,7 +201,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
                         g.sticky.set(&service.def.service_id, u, &instance.id).await;
                     }
                 }
-                return (Ok(downstream(resp)), sid, Some(instance.id.clone()), user);
+                return (Ok(downstream(resp, idle)), sid, Some(instance.id.clone()), user);
             }
         }
         break;
@@ -214,7 +239,8 @@ async fn tunnel(
     };
     instance.succeeded();
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(downstream(resp));
+        let idle = g.routes.config.idle_timeout;
+        return Ok(downstream(resp, idle));
     }
     let on_instance = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {
@@ -412,8 +438,8 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
     out
 }
 
-/// The instance's answer, without hop-by-hop headers, streamed.
-fn downstream(resp: Response<hyper::body::Incoming>) -> Response<Body> {
+/// The instance's answer, without hop-by-hop headers, streamed; cut when it stalls for `idle`.
+fn downstream(resp: Response<hyper::body::Incoming>, idle: std::time::Duration) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let listed: Vec<String> = parts
         .headers
@@ -428,7 +454,7 @@ fn downstream(resp: Response<hyper::body::Incoming>) -> Response<Body> {
             parts.headers.remove(name.as_str());
         }
     }
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, Body::new(IdleBody::new(body, idle, "response", None)))
 }
 
 /// `base` + `path` (already encoded) + `query`.

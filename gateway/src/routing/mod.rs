@@ -3,11 +3,13 @@
 
 pub mod definitions;
 pub mod forward;
+pub mod idle;
 pub mod registry;
 pub mod sticky;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,10 +28,15 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, axum::
 /// The routing table and the client that forwards.
 pub struct Routes {
     registry: RwLock<Arc<Registry>>,
-    /// Pooled client, HTTP/1.1 and HTTP/2, TLS verified against the truststore.
+    /// Pooled client, HTTP/1.1 and HTTP/2, TLS verified against the truststore, with
+    /// `routing.connectTimeout`.
     pub client: HttpClient,
     /// HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
     pub upgrade_client: HttpClient,
+    /// Clients of services with their own `apiml.connectTimeout`, by that timeout (the
+    /// connector owns the timeout, so each value has its own pool).
+    by_connect_timeout: Mutex<HashMap<Duration, HttpClient>>,
+    tls: rustls::ClientConfig,
     /// Timeouts and retries.
     pub config: RoutingConfig,
     sources: Vec<PathBuf>,
@@ -43,26 +50,31 @@ impl Routes {
         let mut tls = tls::client_config(&g.certificates, config.tls, config.verify_certificates)
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(g.routing.connect_timeout));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http.clone());
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
-        let https1 = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        let upgrade_client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(https1);
         Ok(Arc::new(Routes {
             registry: RwLock::new(registry),
-            client,
-            upgrade_client,
+            client: pooled(&tls, g.routing.connect_timeout),
+            upgrade_client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(connector(g.routing.connect_timeout)),
+            ),
+            by_connect_timeout: Mutex::new(HashMap::new()),
+            tls,
             config: g.routing.clone(),
             sources: g.static_definitions.clone(),
         }))
+    }
+
+    /// The client for a service: the shared one, or one with the service's connect timeout.
+    pub fn client_for(&self, connect_timeout: Option<Duration>) -> HttpClient {
+        match connect_timeout {
+            Some(t) if t != self.config.connect_timeout => {
+                self.by_connect_timeout.lock().unwrap_or_else(|p| p.into_inner()).entry(t).or_insert_with(|| pooled(&self.tls, t)).clone()
+            }
+            _ => self.client.clone(),
+        }
     }
 
     /// The current table.
@@ -89,10 +101,11 @@ impl Routes {
                 let mut checks = Vec::new();
                 for service in registry.all() {
                     let Some(path) = service.def.health_check.clone() else { continue };
+                    let connect = service.def.connect_timeout;
                     for instance in &service.instances {
                         let (r, instance, path) = (r.clone(), instance.clone(), path.clone());
                         checks.push(tokio::spawn(async move {
-                            let up = r.probe(&instance, &path).await;
+                            let up = r.probe(&instance, &path, connect).await;
                             instance.checked(up);
                         }));
                     }
@@ -106,16 +119,35 @@ impl Routes {
         });
     }
 
-    async fn probe(&self, instance: &Instance, path: &str) -> bool {
+    async fn probe(&self, instance: &Instance, path: &str, connect_timeout: Option<Duration>) -> bool {
         let uri = match forward::join(&instance.base, path, None) {
             Ok(u) => u,
             Err(_) => return false,
         };
         let req = http::Request::get(uri).body(axum::body::Body::new(Empty::<Bytes>::new()));
         let Ok(req) = req else { return false };
-        let timeout = self.config.connect_timeout + Duration::from_secs(2);
-        matches!(tokio::time::timeout(timeout, self.client.request(req)).await, Ok(Ok(r)) if r.status().is_success())
+        let timeout = connect_timeout.unwrap_or(self.config.connect_timeout) + Duration::from_secs(2);
+        matches!(tokio::time::timeout(timeout, self.client_for(connect_timeout).request(req)).await, Ok(Ok(r)) if r.status().is_success())
     }
+}
+
+fn connector(connect_timeout: Duration) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http
+}
+
+/// A pooled HTTP/1.1 + HTTP/2 client whose connects give up after `connect_timeout`.
+fn pooled(tls: &rustls::ClientConfig, connect_timeout: Duration) -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector(connect_timeout));
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https)
 }
 
 fn read(paths: &[PathBuf]) -> Result<Registry, GatewayError> {
