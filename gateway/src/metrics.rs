@@ -12,6 +12,9 @@ pub const LOGINS_TOTAL: &str = "plexgate_gateway_logins_total";
 pub const TOKEN_VERIFICATIONS_TOTAL: &str = "plexgate_gateway_token_verifications_total";
 /// Requests forwarded to API services, by `service`, `instance` and `status`.
 pub const ROUTED_REQUESTS_TOTAL: &str = "plexgate_gateway_routed_requests_total";
+/// Time waiting for API service instances' answers (to the response headers, all attempts of
+/// one request), by `service` and `instance` (the last one tried).
+pub const ROUTED_UPSTREAM_SECONDS: &str = "plexgate_gateway_routed_upstream_seconds";
 /// Age of the revocation view, in seconds (time since its last feed event).
 pub const REVOCATION_VIEW_AGE_SECONDS: &str = "plexgate_gateway_revocation_view_age_seconds";
 

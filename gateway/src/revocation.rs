@@ -96,9 +96,11 @@ impl Revocations {
                 let Some(r) = weak.upgrade() else { return };
                 match change {
                     Ok(MapChange::Put { map, key, .. }) if map == INVALID_TOKENS => r.cache.remove(&key),
-                    Ok(MapChange::Put { .. } | MapChange::Delete { .. }) => {}
-                    // A snapshot, a rule, or missed events: drop everything, it is only a cache.
+                    // A user or scope rule, a snapshot, or missed events: drop everything, it
+                    // is only a cache (keyed by token hash, it cannot tell a user's tokens).
+                    Ok(MapChange::Put { map, .. }) if map == INVALID_USERS || map == INVALID_SCOPES => r.cache.clear(),
                     Ok(MapChange::Reset) | Err(_) => r.cache.clear(),
+                    Ok(MapChange::Put { .. } | MapChange::Delete { .. }) => {}
                 }
             }
         });

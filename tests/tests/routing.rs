@@ -325,3 +325,38 @@ fn x509_routes_pass_the_client_certificate_and_refuse_callers_without_one() {
     zowe_error(c.http.get(c.url(0, "/slowsvc/api/v1/slow?ms=3000")).send().unwrap(), 504, "ZWEAG510E");
     assert!(start.elapsed() < Duration::from_millis(2500), "{:?}", start.elapsed());
 }
+
+#[test]
+fn every_routed_request_has_an_id_an_access_log_line_and_metrics_per_service_and_instance() {
+    let mut c = cluster("");
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+    c.start_gateway(0);
+    // A sane id from the client travels to the instance and back.
+    let r = c.http.get(c.url(0, "/sample/api/v1/echo/x")).header("X-Request-Id", "trace-42.a:b").send().unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-42.a:b");
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["headers"]["x-request-id"], "trace-42.a:b", "{v}");
+    // A hostile or oversized one is replaced by the gateway's own, which is unique per request.
+    let mut ids = std::collections::BTreeSet::new();
+    for bad in ["a b", "<script>", &"x".repeat(200), ""] {
+        let r = c.http.get(c.url(0, "/sample/api/v1/hello")).header("X-Request-Id", bad).send().unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(id != bad && !id.is_empty() && id.len() <= 128, "{id}");
+        assert!(ids.insert(id), "ids are unique");
+    }
+    // Errors get one too.
+    let r = c.http.get(c.url(0, "/sample/no-such-route")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-request-id"));
+    // One access-log line per request with who, where, what and how long.
+    let line = c.gateways[0].as_ref().unwrap().logs().lines().find(|l| l.contains("id=trace-42.a:b")).map(str::to_owned);
+    let line = line.expect("the access log line of the request");
+    let instance = format!("instance=\"127.0.0.1:sample:{}\"", a.port);
+    for field in ["plexgate::access", "method=GET", "path=\"/sample/api/v1/echo/x\"", "service=\"sample\"", "route=\"api/v1\"", &instance, "attempts=1", "status=200", "upstream_millis=", "millis="] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    let metrics = c.http.get(c.url(0, "/application/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("plexgate_gateway_routed_requests_total{service=\"sample\""), "{metrics}");
+    assert!(metrics.contains("plexgate_gateway_routed_upstream_seconds_bucket{service=\"sample\""), "{metrics}");
+}

@@ -29,48 +29,78 @@ pub const FORWARD_TO: &str = "x-forward-to";
 /// Header pinning a request to one instance.
 pub const INSTANCE_ID: &str = "x-instanceid";
 
+/// Header carrying the request id, taken from the client when it sends a sane one.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// What the access log and the metrics say of one routed request; filled in as it goes.
+#[derive(Default)]
+struct Trace {
+    id: String,
+    service: Option<String>,
+    route: Option<String>,
+    instance: Option<String>,
+    user: Option<String>,
+    attempts: u32,
+    /// Time spent waiting for instances' answers (headers), over all attempts.
+    upstream: std::time::Duration,
+}
+
 /// Handles a request that is not one of the gateway's own endpoints.
 pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Response<Body> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (result, service, instance, user) = forward(&g, addr, req).await;
-    let resp = result.unwrap_or_else(IntoResponse::into_response);
-    tracing::info!(target: "plexgate::access", client = %addr.0, user = user.as_deref().unwrap_or("-"), method = %method, path, service = service.as_deref().unwrap_or("-"), instance = instance.as_deref().unwrap_or("-"), status = resp.status().as_u16(), millis = start.elapsed().as_millis() as u64, "request");
-    metrics::counter!(crate::metrics::ROUTED_REQUESTS_TOTAL, "service" => service.unwrap_or_default(), "instance" => instance.unwrap_or_default(), "status" => resp.status().as_u16().to_string()).increment(1);
+    let mut t = Trace { id: request_id(req.headers()), ..Trace::default() };
+    let result = forward(&g, addr, req, &mut t).await;
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if let Ok(v) = HeaderValue::from_str(&t.id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    let status = resp.status().as_u16();
+    let service = t.service.as_deref().unwrap_or("-");
+    let instance = t.instance.as_deref().unwrap_or("-");
+    tracing::info!(target: "plexgate::access", id = %t.id, client = %addr.0, user = t.user.as_deref().unwrap_or("-"), method = %method, path, service, route = t.route.as_deref().unwrap_or("-"), instance, attempts = t.attempts, status, upstream_millis = t.upstream.as_millis() as u64, millis = start.elapsed().as_millis() as u64, "request");
+    let m = crate::metrics::ROUTED_REQUESTS_TOTAL;
+    metrics::counter!(m, "service" => service.to_owned(), "instance" => instance.to_owned(), "status" => status.to_string()).increment(1);
+    if t.attempts > 0 {
+        let h = crate::metrics::ROUTED_UPSTREAM_SECONDS;
+        metrics::histogram!(h, "service" => service.to_owned(), "instance" => instance.to_owned()).record(t.upstream.as_secs_f64());
+    }
     resp
 }
 
-type Outcome = (Result<Response<Body>, GatewayError>, Option<String>, Option<String>, Option<String>);
+/// The client's `X-Request-Id` when it is 1 to 128 of `[A-Za-z0-9._:-]`, else a new one:
+/// a tag drawn once per process and a counter.
+fn request_id(headers: &HeaderMap) -> String {
+    static TAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let sane = |v: &&str| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    match headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(sane) {
+        Some(v) => v.to_owned(),
+        None => format!("{}-{}", *TAG, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+    }
+}
 
-async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outcome {
+async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut Trace) -> Result<Response<Body>, GatewayError> {
     let registry = g.routes.registry();
     let forward_to = req.headers().get(FORWARD_TO).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some((service, route, rest)) = resolve(&registry, req.uri().path(), forward_to.as_deref()) else {
-        return (Err(GatewayError::NotFound), None, None, None);
+        return Err(GatewayError::NotFound);
     };
-    let sid = Some(service.def.service_id.clone());
-    if let Err(e) = check_path(&rest) {
-        return (Err(e), sid, None, None);
-    }
+    t.service = Some(service.def.service_id.clone());
+    t.route = Some(route.gateway_url.clone());
+    check_path(&rest)?;
     let cert = req.extensions().get::<Option<ClientCert>>().cloned().flatten();
-    let (user, token) = match authenticate(g, &service, req.headers(), req.uri().path(), cert.as_ref()).await {
-        Ok(v) => v,
-        Err(e) => return (Err(e), sid, None, None),
-    };
+    let (user, token) = authenticate(g, &service, req.headers(), req.uri().path(), cert.as_ref()).await?;
+    t.user = user.clone();
     let candidates: Vec<Arc<Instance>> = match req.headers().get(INSTANCE_ID).and_then(|v| v.to_str().ok()) {
         Some(id) => match service.instance(id) {
             Some(i) if i.available() => vec![i],
             Some(_) => {
-                return (
-                    Err(GatewayError::NotReady(format!("instance {id} of service {} is not available", service.def.service_id))),
-                    sid,
-                    None,
-                    user,
-                );
+                return Err(GatewayError::NotReady(format!("instance {id} of service {} is not available", service.def.service_id)));
             }
             None => {
-                return (Err(GatewayError::NotReady(format!("service {} has no instance {id}", service.def.service_id))), sid, None, user);
+                return Err(GatewayError::NotReady(format!("service {} has no instance {id}", service.def.service_id)));
             }
         },
         None => {
@@ -90,12 +120,12 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
     let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let replayable = match body_for_retries(&parts.headers, &parts.method, body).await {
-        Ok(b) => b,
-        Err(e) => return (Err(e), sid, None, user),
-    };
+    let replayable = body_for_retries(&parts.headers, &parts.method, body).await?;
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
     let mut headers = upstream_headers(&parts.headers, parts.uri.authority().map(|a| a.as_str()), addr, token.as_deref());
+    if let Ok(v) = HeaderValue::from_str(&t.id) {
+        headers.insert(REQUEST_ID, v);
+    }
     if service.def.scheme == Scheme::X509
         && let Some(c) = &cert
     {
@@ -111,10 +141,11 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
         if let (Ok(p), Some(instance)) = (HeaderValue::from_str(&proto), candidates.first()) {
             headers.insert(header::UPGRADE, p);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            let result = tunnel(g, instance, &route, &rest, &parts, headers, on_client).await;
-            return (result, sid, Some(instance.id.clone()), user);
+            t.instance = Some(instance.id.clone());
+            t.attempts = 1;
+            return tunnel(g, instance, &route, &rest, &parts, headers, on_client).await;
         }
-        return (Err(GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id))), sid, None, user);
+        return Err(GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id)));
     }
     let attempts = (g.routes.config.retries as usize + 1).min(candidates.len().max(1));
     let mut last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
@@ -135,16 +166,19 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
         };
         let uri = match join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query()) {
             Ok(u) => u,
-            Err(e) => return (Err(e), sid, Some(instance.id.clone()), user),
+            Err(e) => return Err(e),
         };
         let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
         if let Some(h) = up.headers_mut() {
             *h = headers.clone();
         }
         let Ok(up) = up.body(this_body) else {
-            return (Err(GatewayError::Internal("cannot build the upstream request".to_owned())), sid, None, user);
+            return Err(GatewayError::Internal("cannot build the upstream request".to_owned()));
         };
         instance.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        t.instance = Some(instance.id.clone());
+        t.attempts += 1;
+        let asked = Instant::now();
         let first_byte = async {
             if let Some(s) = &sent {
                 s.wait().await;
@@ -155,18 +189,19 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
             r = client.request(up) => Ok(r),
             () = first_byte => Err(()),
         };
+        t.upstream += asked.elapsed();
         let more = n + 1 < attempts && keep.is_some();
         match answer {
             Err(()) => {
-                return (Err(GatewayError::GatewayTimeout(format!("{read_timeout:?}"))), sid, Some(instance.id.clone()), user);
+                return Err(GatewayError::GatewayTimeout(format!("{read_timeout:?}")));
             }
             // The client's side failed, not the instance: no retry, no mark against it.
             Ok(Err(_)) if sent.as_ref().is_some_and(|s| s.stalled()) => {
                 let err = GatewayError::BadRequest(format!("the request body stalled: no data for {idle:?}"));
-                return (Err(err), sid, Some(instance.id.clone()), user);
+                return Err(err);
             }
             Ok(Err(e)) if sent.as_ref().is_some_and(|s| s.broke()) => {
-                return (Err(GatewayError::BadRequest(format!("the request body broke off ({e})"))), sid, Some(instance.id.clone()), user);
+                return Err(GatewayError::BadRequest(format!("the request body broke off ({e})")));
             }
             Ok(Err(e)) if e.is_connect() => {
                 instance.failed(g.routes.config.ejection);
@@ -201,12 +236,12 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>) -> Outco
                         g.sticky.set(&service.def.service_id, u, &instance.id).await;
                     }
                 }
-                return (Ok(downstream(resp, idle)), sid, Some(instance.id.clone()), user);
+                return Ok(downstream(resp, idle));
             }
         }
         break;
     }
-    (Err(last), sid, None, user)
+    Err(last)
 }
 
 /// Forwards an upgrade request; on 101 joins the client's and the instance's connections.
