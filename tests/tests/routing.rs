@@ -353,7 +353,18 @@ fn every_routed_request_has_an_id_an_access_log_line_and_metrics_per_service_and
     let line = c.gateways[0].as_ref().unwrap().logs().lines().find(|l| l.contains("id=trace-42.a:b")).map(str::to_owned);
     let line = line.expect("the access log line of the request");
     let instance = format!("instance=\"127.0.0.1:sample:{}\"", a.port);
-    for field in ["plexgate::access", "method=GET", "path=\"/sample/api/v1/echo/x\"", "service=\"sample\"", "route=\"api/v1\"", &instance, "attempts=1", "status=200", "upstream_millis=", "millis="] {
+    for field in [
+        "plexgate::access",
+        "method=GET",
+        "path=\"/sample/api/v1/echo/x\"",
+        "service=\"sample\"",
+        "route=\"api/v1\"",
+        &instance,
+        "attempts=1",
+        "status=200",
+        "upstream_millis=",
+        "millis=",
+    ] {
         assert!(line.contains(field), "{field} missing: {line}");
     }
     let metrics = c.http.get(c.url(0, "/application/metrics")).send().unwrap().text().unwrap();
