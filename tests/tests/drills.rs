@@ -295,9 +295,11 @@ fn drill_4_caching_service_outage_of_10_s_with_durable_storage() {
     let mut other_answers = Vec::new();
     let mut login_during_outage = None;
     while stopped.elapsed() < Duration::from_secs(10) {
-        let at = stopped.elapsed();
         for (i, first) in first_503.iter_mut().enumerate() {
-            match t.query(i, &valid) {
+            // Stamped when the answer arrived: the gateway decided no later than that.
+            let answer = t.query(i, &valid);
+            let at = stopped.elapsed();
+            match answer {
                 (Some(200), _) => {}
                 (Some(503), Some(n)) if n == "ZWEAO503E" => {
                     first.get_or_insert(at);
@@ -309,10 +311,10 @@ fn drill_4_caching_service_outage_of_10_s_with_durable_storage() {
             }
             let (status, _) = t.query(i, &revoked[i]);
             if status == Some(200) {
-                revoked_accepted.push((i, at));
+                revoked_accepted.push((i, stopped.elapsed()));
             }
         }
-        if login_during_outage.is_none() && at > Duration::from_secs(5) {
+        if login_during_outage.is_none() && stopped.elapsed() > Duration::from_secs(5) {
             let r = t.http.post(t.url("/gateway/api/v1/auth/login")).basic_auth("alice", Some(PASSWORD)).send();
             login_during_outage = Some(r.map(|r| r.status().as_u16()).unwrap_or(0));
         }
@@ -375,7 +377,8 @@ fn drill_4_caching_service_outage_of_10_s_with_durable_storage() {
         let first = first.unwrap_or_else(|| panic!("g{} never answered 503 past the staleness bound", i + 1));
         assert!(first < bound + Duration::from_secs(3), "g{}: 503 only {first:?} into the outage", i + 1);
     }
-    let early = run.between(Duration::ZERO, fault + bound - Duration::from_millis(500)).filter(|r| !r.ok()).count();
+    // Judged by when a request finished (the gateway answered by then), not when it was due.
+    let early = run.records.iter().filter(|r| !r.ok() && r.finished < fault + bound - Duration::from_millis(500)).count();
     assert_eq!(early, 0, "load requests failed before the staleness bound");
     let late = run.between(recovered + Duration::from_secs(1), run.end()).filter(|r| !r.ok()).count();
     assert_eq!(late, 0, "load requests failed after the recovery");
