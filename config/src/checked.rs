@@ -425,6 +425,8 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
     /// Successes that mark up.
     pub healthy_threshold: u32,
+    /// Close a target's open connections when it is marked down as unreachable.
+    pub close_sessions_when_unreachable: bool,
 }
 
 /// The admin listener.

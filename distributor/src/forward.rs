@@ -51,6 +51,9 @@ pub async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, lo
             metrics::counter!(m::IDLE_CLOSED_TOTAL).increment(1);
             tracing::debug!(%peer, target_name = %target.name(), ?idle, "idle timeout; closing the connection");
         }
+        () = target.closing() => {
+            tracing::debug!(%peer, target_name = %target.name(), "target unreachable; closing the connection");
+        }
     }
     drop(guard);
 }

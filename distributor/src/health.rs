@@ -5,7 +5,7 @@
 //! is DOWN or DRAINING answers 503, and must get no new connections).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,12 +25,32 @@ use crate::target::Target;
 /// Largest health response body read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What was seen.
+    pub detail: String,
+    /// No TCP connection could be made at all (refused, unroutable, or silence): the target,
+    /// or the link to it, is gone, unlike one that answers slowly or with 503.
+    pub unreachable: bool,
+}
+
+impl Failure {
+    fn unreachable(detail: String) -> Failure {
+        Failure { detail, unreachable: true }
+    }
+
+    fn unhealthy(detail: String) -> Failure {
+        Failure { detail, unreachable: false }
+    }
+}
+
 /// One check of one target.
 #[async_trait]
 pub trait HealthCheck: Send + Sync + 'static {
-    /// `Ok(detail)` when the target may take new connections, `Err(detail)` when not. The
-    /// caller bounds the time it takes.
-    async fn check(&self, target: &TargetConfig) -> Result<String, String>;
+    /// `Ok(detail)` when the target may take new connections, `Err` when not. Bounded by its
+    /// own timeout (the caller adds a safety margin only).
+    async fn check(&self, target: &TargetConfig) -> Result<String, Failure>;
 }
 
 /// TCP connect plus HTTPS GET of `path`; 200 passes, anything else fails.
@@ -38,6 +58,7 @@ pub struct HttpsCheck {
     connector: TlsConnector,
     path: String,
     proxy_protocol: bool,
+    timeout: Duration,
 }
 
 impl HttpsCheck {
@@ -51,34 +72,47 @@ impl HttpsCheck {
             connector: TlsConnector::from(Arc::new(client)),
             path: d.health_check.path.clone(),
             proxy_protocol: d.proxy_protocol,
+            timeout: d.health_check.timeout,
         })
     }
 }
 
 #[async_trait]
 impl HealthCheck for HttpsCheck {
-    async fn check(&self, t: &TargetConfig) -> Result<String, String> {
-        let mut tcp = TcpStream::connect((t.host.as_str(), t.port)).await.map_err(|e| format!("connect: {e}"))?;
+    async fn check(&self, t: &TargetConfig) -> Result<String, Failure> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let within = humanize(self.timeout);
+        let mut tcp = match tokio::time::timeout_at(deadline, TcpStream::connect((t.host.as_str(), t.port))).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Failure::unreachable(format!("connect: {e}"))),
+            Err(_) => return Err(Failure::unreachable(format!("connect: no connection within {within}"))),
+        };
         let _ = tcp.set_nodelay(true);
-        if self.proxy_protocol {
-            tcp.write_all(&crate::proxy_protocol::local_header()).await.map_err(|e| format!("PROXY header: {e}"))?;
+        let exchange = async {
+            if self.proxy_protocol {
+                tcp.write_all(&crate::proxy_protocol::local_header()).await.map_err(|e| format!("PROXY header: {e}"))?;
+            }
+            let name = ServerName::try_from(t.host.clone()).map_err(|e| format!("host name {}: {e}", t.host))?;
+            let stream = self.connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("HTTP: {e}"))?;
+            let driver = AbortOnDrop(tokio::spawn(conn));
+            let request = http::Request::get(&self.path)
+                .header(http::header::HOST, format!("{}:{}", t.host, t.port))
+                .header(http::header::CONNECTION, "close")
+                .header(http::header::USER_AGENT, "plexgate-distributor")
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| format!("request: {e}"))?;
+            let response = sender.send_request(request).await.map_err(|e| format!("GET {}: {e}", self.path))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            drop(driver);
+            let detail = format!("{} {}", status.as_u16(), summary(&body));
+            if status == http::StatusCode::OK { Ok(detail) } else { Err(detail) }
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(r) => r.map_err(Failure::unhealthy),
+            Err(_) => Err(Failure::unhealthy(format!("no answer within {within}"))),
         }
-        let name = ServerName::try_from(t.host.clone()).map_err(|e| format!("host name {}: {e}", t.host))?;
-        let stream = self.connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("HTTP: {e}"))?;
-        let driver = AbortOnDrop(tokio::spawn(conn));
-        let request = http::Request::get(&self.path)
-            .header(http::header::HOST, format!("{}:{}", t.host, t.port))
-            .header(http::header::CONNECTION, "close")
-            .header(http::header::USER_AGENT, "plexgate-distributor")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
-        let response = sender.send_request(request).await.map_err(|e| format!("GET {}: {e}", self.path))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        drop(driver);
-        let detail = format!("{} {}", status.as_u16(), summary(&body));
-        if status == http::StatusCode::OK { Ok(detail) } else { Err(detail) }
     }
 }
 
@@ -113,17 +147,27 @@ async fn run(target: Arc<Target>, check: Arc<dyn HealthCheck>, config: HealthChe
     loop {
         ticks.tick().await;
         let started = Instant::now();
-        let result = match tokio::time::timeout(config.timeout, check.check(&target.config)).await {
+        // The check keeps its own timeout; this margin only guards against a check that does not.
+        let result = match tokio::time::timeout(config.timeout * 2, check.check(&target.config)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {}", humanize(config.timeout))),
+            Err(_) => Err(Failure::unhealthy(format!("no answer within {}", humanize(config.timeout)))),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
         metrics::histogram!(m::HEALTH_CHECK_DURATION_SECONDS, "target" => target.config.name.clone(), "result" => outcome)
             .record(started.elapsed().as_secs_f64());
-        let ok = result.is_ok();
-        let detail = result.unwrap_or_else(|e| e);
-        tracing::debug!(target_name = %target.config.name, ok, %detail, "health check");
-        target.record_check(ok, detail, &config);
+        match result {
+            Ok(detail) => {
+                tracing::debug!(target_name = %target.config.name, ok = true, %detail, "health check");
+                target.record_check(true, detail, &config);
+            }
+            Err(Failure { detail, unreachable }) => {
+                tracing::debug!(target_name = %target.config.name, ok = false, unreachable, %detail, "health check");
+                target.record_check(false, detail, &config);
+                if unreachable && config.close_sessions_when_unreachable && target.state() == crate::target::State::Down {
+                    target.close_sessions();
+                }
+            }
+        }
     }
 }
 

@@ -14,6 +14,8 @@ pub const CONNECTIONS_REFUSED_TOTAL: &str = "plexgate_distributor_connections_re
 pub const CONNECT_FAILURES_TOTAL: &str = "plexgate_distributor_connect_failures_total";
 /// Connections closed by the idle timeout.
 pub const IDLE_CLOSED_TOTAL: &str = "plexgate_distributor_idle_closed_total";
+/// Connections closed because their target became unreachable, by `target`.
+pub const SESSIONS_CLOSED_TOTAL: &str = "plexgate_distributor_unreachable_closed_total";
 /// Bytes from clients to a target, by `target`.
 pub const BYTES_IN_TOTAL: &str = "plexgate_distributor_received_bytes_total";
 /// Bytes from a target to its clients, by `target`.

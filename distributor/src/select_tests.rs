@@ -29,6 +29,7 @@ fn thresholds() -> HealthCheckConfig {
         path: "/".to_owned(),
         unhealthy_threshold: 2,
         healthy_threshold: 2,
+        close_sessions_when_unreachable: true,
     }
 }
 

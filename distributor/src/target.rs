@@ -71,6 +71,8 @@ pub struct Target {
     total: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Wakes the open connections to it when they are to be closed.
+    close: tokio::sync::Notify,
     metrics: Metrics,
 }
 
@@ -106,6 +108,7 @@ impl Target {
             total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            close: tokio::sync::Notify::new(),
             metrics,
         }
     }
@@ -192,6 +195,21 @@ impl Target {
             h.successes = 0;
             self.change(&mut h, State::Suspect, &format!("connect failed: {detail}"));
         }
+    }
+
+    /// Closes every connection open to it now (it cannot be reached: they would hang).
+    pub fn close_sessions(&self) {
+        let open = self.active();
+        if open > 0 {
+            tracing::warn!(target_name = %self.config.name, open, "target unreachable: closing the connections still open to it");
+            metrics::counter!(m::SESSIONS_CLOSED_TOTAL, "target" => self.config.name.clone()).increment(open);
+            self.close.notify_waiters();
+        }
+    }
+
+    /// Completes when [`Target::close_sessions`] is called (after this future is first polled).
+    pub fn closing(&self) -> tokio::sync::futures::Notified<'_> {
+        self.close.notified()
     }
 
     /// Its state and counters for the admin listener.

@@ -17,6 +17,7 @@ fn thresholds(unhealthy: u32, healthy: u32) -> HealthCheckConfig {
         path: "/".to_owned(),
         unhealthy_threshold: unhealthy,
         healthy_threshold: healthy,
+        close_sessions_when_unreachable: true,
     }
 }
 

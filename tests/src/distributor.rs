@@ -200,6 +200,7 @@ pub struct Backend {
     /// PROXY protocol headers received, in order (when started with `proxy_protocol`).
     pub proxy_headers: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    unlisten: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -229,12 +230,14 @@ impl Backend {
         let port = listener.local_addr().expect("addr").port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let proxy_headers = Arc::new(Mutex::new(Vec::new()));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (unlisten, unlistened) = tokio::sync::oneshot::channel::<()>();
         let body = serde_json::json!({"status": "UP", "instance": instance}).to_string();
         let (acc, headers) = (accepted.clone(), proxy_headers.clone());
         let thread = std::thread::spawn(move || {
             rt.block_on(async move {
-                let accept_loop = async {
+                // Owns the listener: when this future is dropped, the port closes.
+                let accept_loop = async move {
                     while let Ok((tcp, _)) = listener.accept().await {
                         acc.fetch_add(1, Ordering::SeqCst);
                         let (acceptor, body, headers) = (acceptor.clone(), body.clone(), headers.clone());
@@ -243,13 +246,33 @@ impl Backend {
                         });
                     }
                 };
-                tokio::select! {
-                    _ = accept_loop => {}
-                    _ = stopped => {}
+                let unlisten = tokio::select! {
+                    _ = accept_loop => false,
+                    _ = unlistened => true,
+                    _ = &mut stopped => false,
+                };
+                // The listener is closed now (new connects are refused); open connections are
+                // still served until the backend is dropped.
+                if unlisten {
+                    let _ = stopped.await;
                 }
             });
         });
-        Backend { port, accepted, proxy_headers, stop: Some(stop), thread: Some(thread) }
+        Backend { port, accepted, proxy_headers, stop: Some(stop), unlisten: Some(unlisten), thread: Some(thread) }
+    }
+
+    /// Closes the listening socket but keeps serving the connections already open: as seen
+    /// from outside, a host that vanished for new connections while old ones stay silent.
+    pub fn stop_listening(&mut self) {
+        if let Some(u) = self.unlisten.take() {
+            let _ = u.send(());
+        }
+        assert_eventually!(
+            Duration::from_secs(5),
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err(),
+            "backend {} stopped listening",
+            self.port
+        );
     }
 
     /// `127.0.0.1:<port>`, as a distributor target address.

@@ -327,3 +327,31 @@ fn sigterm_stops_accepting_lets_open_connections_finish_and_exits_0() {
     assert_eq!(d.proc.wait_exit(Duration::from_secs(5)), Some(0), "{}", d.proc.logs());
     eprintln!("exited {:?} after the last connection closed", closed.elapsed());
 }
+
+#[test]
+fn connections_to_a_target_that_became_unreachable_are_closed_unless_configured_otherwise() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let health = "    healthCheck: {interval: 100ms, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1";
+    for close in [true, false] {
+        let mut backend = Backend::spawn(&ws, "b1", false);
+        let section = format!("    targets: [{{address: {}}}]\n{health}, closeSessionsWhenUnreachable: {close}}}\n", backend.address());
+        let name = format!("dist-{close}");
+        let d = Dist::start(&ws, NO_GATEWAYS_YAML, &name, &section);
+        let target = backend.address();
+        d.wait_state(&target, "up", Duration::from_secs(5));
+        let mut open = Conn::open(d.port, &tls).expect("connect");
+        assert_eq!(open.instance().unwrap(), "b1");
+        // The backend vanishes for new connections; the open one stays silent, as over a dead link.
+        backend.stop_listening();
+        d.wait_state(&target, "down", Duration::from_secs(10));
+        let metric = format!("plexgate_distributor_unreachable_closed_total{{target=\"{target}\"}} 1");
+        if close {
+            assert_eventually!(Duration::from_secs(5), d.metrics().contains(&metric), "the open connection is closed\n{}", d.metrics());
+            assert!(open.get("/application/health", false).is_err(), "the client sees its connection closed, and can reconnect elsewhere");
+        } else {
+            assert!(!d.metrics().contains("plexgate_distributor_unreachable_closed_total"), "{}", d.metrics());
+            assert_eq!(open.instance().unwrap(), "b1", "with closeSessionsWhenUnreachable: false the connection is kept");
+        }
+    }
+}

@@ -602,6 +602,10 @@ pub struct HealthCheck {
     pub unhealthy_threshold: i64,
     /// Successes in a row that mark it up again.
     pub healthy_threshold: i64,
+    /// When a target is marked down because it cannot be reached at all (no TCP connection),
+    /// close the connections still open to it, so their clients reconnect to a healthy target
+    /// instead of waiting on a dead link. A target that answers (even 503 DRAINING) keeps them.
+    pub close_sessions_when_unreachable: bool,
 }
 
 impl Default for HealthCheck {
@@ -612,6 +616,7 @@ impl Default for HealthCheck {
             path: DEFAULT_HEALTH_PATH.to_owned(),
             unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
             healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            close_sessions_when_unreachable: true,
         }
     }
 }

@@ -79,6 +79,7 @@ pub(crate) fn check(
         path: h.path.clone(),
         unhealthy_threshold: ctx.at_least(&format!("{hp}.unhealthyThreshold"), h.unhealthy_threshold, 1),
         healthy_threshold: ctx.at_least(&format!("{hp}.healthyThreshold"), h.healthy_threshold, 1),
+        close_sessions_when_unreachable: h.close_sessions_when_unreachable,
     };
     let admin =
         d.admin.enabled.then(|| AdminConfig { address: d.admin.address.clone(), port: ctx.port(&format!("{P}.admin.port"), d.admin.port) });
