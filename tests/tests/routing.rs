@@ -371,3 +371,50 @@ fn every_routed_request_has_an_id_an_access_log_line_and_metrics_per_service_and
     assert!(metrics.contains("plexgate_gateway_routed_requests_total{service=\"sample\""), "{metrics}");
     assert!(metrics.contains("plexgate_gateway_routed_upstream_seconds_bucket{service=\"sample\""), "{metrics}");
 }
+
+#[test]
+fn overlapping_routes_go_to_the_longest_matching_gateway_url_whatever_their_order_in_the_file() {
+    let mut c = cluster("");
+    let a = c.start_sample("a");
+    // The shorter route first in the file: the longer one must still win for its paths.
+    c.define(
+        "overlap.yml",
+        &format!(
+            "services:\n  - serviceId: ov\n    instanceBaseUrls: [https://127.0.0.1:{}/]\n    routes:\n      - gatewayUrl: api\n        serviceRelativeUrl: /sample/api/v1/echo/short\n      - gatewayUrl: api/v1\n        serviceRelativeUrl: /sample/api/v1/echo/long\n",
+            a.port
+        ),
+    );
+    c.start_gateway(0);
+    let path = |p: &str| -> String {
+        let v: Value = c.http.get(c.url(0, p)).send().unwrap().json().unwrap();
+        v["path"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(path("/ov/api/v1/x"), "/sample/api/v1/echo/long/x");
+    assert_eq!(path("/ov/api/v1"), "/sample/api/v1/echo/long");
+    assert_eq!(path("/ov/api/v2/x"), "/sample/api/v1/echo/short/v2/x");
+    // `api/v1x` is not under `api/v1`: a route matches whole segments only.
+    assert_eq!(path("/ov/api/v1x"), "/sample/api/v1/echo/short/v1x");
+}
+
+#[test]
+fn an_instance_whose_certificate_is_not_trusted_gets_no_request() {
+    let mut c = cluster("");
+    // A sample instance with certificates from another CA, in a workspace of its own.
+    let stranger = plexgate_tests::Workspace::new();
+    stranger.write(
+        "zowe.yaml",
+        "zowe:\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {security: {auth: {provider: users-file}}}\n",
+    );
+    stranger.run(&["init", "certificate", "-c", "zowe.yaml"], "").expect_code(0);
+    let port = plexgate_tests::free_port();
+    let rogue = stranger.spawn("sample-rogue", &["sample-service", "-c", "zowe.yaml", "--port", &port.to_string(), "--id", "rogue"]);
+    assert_eventually!(Duration::from_secs(20), rogue.logs().contains("sample service listening"), "rogue sample up\n{}", rogue.logs());
+    c.define("rogue.yml", &sample_definition("rogue", &[port], "bypass"));
+    c.start_gateway(0);
+    let r = c.http.get(c.url(0, "/rogue/api/v1/echo")).send().unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().unwrap();
+    assert_eq!(status, 503, "{body}");
+    // Had the gateway not verified the instance's certificate, the echo would have answered 200.
+    assert_eq!(body["messages"][0]["messageNumber"], "ZWEAO503E", "{body}");
+}
