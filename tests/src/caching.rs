@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::drills::redis_group::{MASTER_NAME, RedisGroup};
 use crate::process::Proc;
 use crate::redis::RedisServer;
 use crate::{Workspace, free_port};
@@ -16,8 +17,14 @@ pub struct CachingService {
     pub port: u16,
     /// The Redis behind it, for mode `redis`.
     pub redis: Option<RedisServer>,
+    /// Master, replica and Sentinel behind it, for mode [`REDIS_SENTINEL`].
+    pub group: Option<RedisGroup>,
     config: std::path::PathBuf,
 }
+
+/// A `Setup::mode` of the tests only: `redis` reached through Sentinel (master, replica,
+/// Sentinel), as production runs it.
+pub const REDIS_SENTINEL: &str = "redisSentinel";
 
 /// How to build one.
 pub struct Setup<'a> {
@@ -39,26 +46,29 @@ impl CachingService {
     /// Starts one per `setup` and waits until it is healthy.
     pub fn start_with(setup: Setup<'_>) -> Option<CachingService> {
         let ws = Workspace::with_certs();
-        let redis = if setup.mode == "redis" {
-            if !crate::redis::available() {
-                return None;
-            }
-            Some(RedisServer::start(&ws))
-        } else {
-            None
-        };
+        let redis_needed = setup.mode == "redis" || setup.mode == REDIS_SENTINEL;
+        if redis_needed && !crate::redis::available() {
+            return None;
+        }
+        let redis = (setup.mode == "redis").then(|| RedisServer::start(&ws));
+        let group = (setup.mode == REDIS_SENTINEL).then(|| RedisGroup::start(&ws));
         let port = free_port();
-        let redis_yaml = redis
-            .as_ref()
-            .map(|r| format!("      redis:\n        masterNodeUri: \"{}\"\n        timeout: 2\n", r.uri()))
-            .unwrap_or_default();
+        let redis_yaml = match (&redis, &group) {
+            (Some(r), _) => format!("      redis:\n        masterNodeUri: \"{}\"\n        timeout: 2\n", r.uri()),
+            (_, Some(g)) => format!(
+                "      redis:\n        timeout: 2\n        sentinel:\n          enabled: true\n          masterInstance: {MASTER_NAME}\n          nodes: [\"127.0.0.1:{}\"]\n",
+                g.sentinel.port
+            ),
+            _ => String::new(),
+        };
+        let mode = if redis_needed { "redis" } else { setup.mode };
         let yaml = format!(
-            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n  caching-service:\n    port: {port}\n{}    storage:\n      mode: {}\n{}{}",
-            setup.service, setup.mode, setup.storage, redis_yaml
+            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n  caching-service:\n    port: {port}\n{}    storage:\n      mode: {mode}\n{}{}",
+            setup.service, setup.storage, redis_yaml
         );
         let config = ws.write("zowe.yaml", &yaml);
         let proc = ws.spawn("caching-service", &["caching-service", "-c", config.to_str().expect("utf-8 path")]);
-        let cs = CachingService { ws, proc, port, redis, config };
+        let cs = CachingService { ws, proc, port, redis, group, config };
         cs.wait_healthy();
         Some(cs)
     }

@@ -252,7 +252,8 @@ fn case_health_and_metrics(cs: &CachingService) {
     assert!(text.contains("plexgate_caching_storage_entries 1"), "{text}");
 }
 
-/// The same suite for every back end; `redis` skips outside CI when redis-server is missing.
+/// The same suite for every back end; `redis` (one server) and `redisSentinel` (master,
+/// replica and Sentinel) skip outside CI when redis-server is missing.
 macro_rules! contract_suite {
     ($($backend:ident => $mode:literal),* $(,)?) => {$(
         mod $backend {
@@ -276,7 +277,7 @@ macro_rules! contract_suite {
     )*};
 }
 
-contract_suite!(in_memory => "inMemory", durable => "durable", redis => "redis");
+contract_suite!(in_memory => "inMemory", durable => "durable", redis => "redis", redis_sentinel => "redisSentinel");
 
 #[test]
 fn no_or_untrusted_client_certificate_gets_403() {
