@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use plexgate_cache_client::{CacheClient, ClientError, ClientOptions, MapView};
-use plexgate_tests::caching::CachingService;
+use plexgate_tests::caching::{CachingService, Setup};
 use plexgate_tests::free_port;
 use plexgate_tests::https::tls_config;
 
@@ -35,6 +35,23 @@ async fn typed_calls_and_errors() {
     assert_eq!(c.map_get("invalidTokens").await.unwrap().get("h1").map(String::as_str), Some("1"));
     assert!(c.map_get("unknown").await.unwrap().is_empty());
     assert!(matches!(c.create("", "x").await, Err(ClientError::Rejected { status: 400, .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_is_its_own_error() {
+    let cs = tokio::task::spawn_blocking(|| {
+        let storage = "      size: 2\n      evictionStrategy: reject\n";
+        CachingService::start_with(Setup { mode: "inMemory", storage, service: "" }).unwrap()
+    })
+    .await
+    .unwrap();
+    let c = client_for(&cs, vec![format!("https://127.0.0.1:{}", cs.port)]);
+    c.create("a", "1").await.unwrap();
+    c.create("b", "2").await.unwrap();
+    assert!(matches!(c.create("c", "3").await, Err(ClientError::Full)), "507 ZWECS134E is ClientError::Full");
+    // Nothing was lost to the refusal.
+    assert_eq!(c.get("a").await.unwrap().value, "1");
+    assert!(matches!(c.get("c").await, Err(ClientError::NotFound)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
