@@ -123,6 +123,13 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
         assert!(!alive(k), "child {k} survived");
     }
     assert!(up.logs().contains("[up] all processes stopped"));
+    // In order: the distributor first (no new connections), then the gateways, the sample
+    // service, and the caching service last (the gateways need it while they drain).
+    let logs = up.logs();
+    let at = |name: &str| logs.find(&format!("[up] {name} stopped")).unwrap_or_else(|| panic!("{name} stopped\n{logs}"));
+    let order = ["distributor", "gateway-lpar1", "sample-1", "caching-service-lpar1"].map(at);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order {order:?}\n{logs}");
+    assert!(at("distributor") < at("gateway-lpar2") && at("gateway-lpar2") < at("caching-service-lpar1"), "{logs}");
     println!("plexgate up stopped everything in {:?}", stopping.elapsed());
     // A second start reuses the workspace: no new user, the same password works.
     let mut again = ws.spawn("up-again", &["up", "-c", "zowe.yaml"]);
