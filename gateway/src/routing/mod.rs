@@ -53,13 +53,16 @@ impl Routes {
         Ok(Arc::new(Routes {
             registry: RwLock::new(registry),
             client: pooled(&tls, g.routing.connect_timeout),
-            upgrade_client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls.clone())
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(connector(g.routing.connect_timeout)),
-            ),
+            upgrade_client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .http1_max_buf_size(crate::server::MAX_HEADER_BYTES)
+                .build(
+                    hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_tls_config(tls.clone())
+                        .https_or_http()
+                        .enable_http1()
+                        .wrap_connector(connector(g.routing.connect_timeout)),
+                ),
             by_connect_timeout: Mutex::new(HashMap::new()),
             tls,
             config: g.routing.clone(),
@@ -147,7 +150,13 @@ fn pooled(tls: &rustls::ClientConfig, connect_timeout: Duration) -> HttpClient {
         .enable_http1()
         .enable_http2()
         .wrap_connector(connector(connect_timeout));
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https)
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        // An instance's answer gets the same header limit as a client's request: an answer
+        // whose head is larger is refused (502), not buffered without bound.
+        .http1_max_buf_size(crate::server::MAX_HEADER_BYTES)
+        .http2_max_header_list_size(crate::server::MAX_HEADER_BYTES as u32)
+        .build(https)
 }
 
 fn read(paths: &[PathBuf]) -> Result<Registry, GatewayError> {
