@@ -5,13 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-use plexgate_config::users::{User, UsersFile};
+use plexgate_config::users::{User, UsersFile, password_problem};
 
 use super::load;
 use crate::cli::ConfigArg;
-
-/// Longest password accepted, in bytes (z/OS passphrases are at most 100 characters).
-const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Adds or replaces `name` in the configured users file.
 pub fn add(arg: &ConfigArg, name: &str, admin: bool) -> anyhow::Result<ExitCode> {
@@ -23,10 +20,13 @@ pub fn add(arg: &ConfigArg, name: &str, admin: bool) -> anyhow::Result<ExitCode>
     let path = &loaded.config.gateway.users_file;
     let password = read_password(name)?;
     let hash = hash_password(&password)?;
-    let mut file = UsersFile::read(path)?;
-    let replaced = file.find(name).is_some();
-    file.upsert(User { name: name.to_owned(), hash, admin });
-    file.write(path)?;
+    // Under the file's lock, as gateways changing passwords at login write it too.
+    let replaced = UsersFile::update(path, |file| {
+        let replaced = file.find(name).is_some();
+        file.upsert(User { name: name.to_owned(), hash, admin });
+        Some(replaced)
+    })?
+    .unwrap_or_default();
     println!("{} user {name}{} in {}", if replaced { "updated" } else { "added" }, if admin { " (admin)" } else { "" }, path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -54,11 +54,8 @@ fn read_password(name: &str) -> anyhow::Result<String> {
         std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
-    if password.is_empty() {
-        bail!("the password is empty");
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        bail!("the password is longer than {MAX_PASSWORD_BYTES} bytes");
+    if let Some(problem) = password_problem(&password) {
+        bail!("{problem}");
     }
     Ok(password)
 }

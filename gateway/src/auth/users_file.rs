@@ -8,7 +8,14 @@
 //! its own made the allocator keep hundreds of MiB after a burst of logins (602 MB after 100
 //! in docs/benchmarks.md), so checks run at most one per CPU at a time, each in a memory
 //! block that is kept and reused; a login beyond that waits for a turn.
+//!
+//! Password changes (a login with `newPassword`) check the old password the same way, hash the
+//! new one with the parameters `plexgate users add` uses (in a turn too), then replace the hash
+//! with [`UsersFile::update`]: under the file's lock, so gateways of one host never write over
+//! each other, and only if the user's hash is still the one just checked. Every gateway sees
+//! the new file at its next login, as it re-reads the file when it changes on disk.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -16,15 +23,21 @@ use std::time::SystemTime;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
+use password_hash::rand_core::OsRng;
 use plexgate_config::users::UsersFile;
 use tokio::sync::Semaphore;
 
-use super::{AuthFailure, AuthProvider};
+use super::{AuthFailure, AuthProvider, ChangeFailure, check_new_password};
+
+/// What identifies one version of the file on disk: modification time, inode and length. A
+/// rewrite is a new inode (it is renamed into place), so a change is seen even when two
+/// versions share a modification time (a coarse file-system clock).
+type FileVersion = Option<(SystemTime, u64, u64)>;
 
 /// The users-file provider.
 pub struct UsersFileProvider {
     path: PathBuf,
-    state: RwLock<(Option<SystemTime>, Arc<UsersFile>)>,
+    state: RwLock<(FileVersion, Arc<UsersFile>)>,
     dummy: String,
     /// One turn per concurrent check.
     turns: Semaphore,
@@ -38,14 +51,14 @@ const MAX_M_COST: u32 = 256 * 1024;
 impl UsersFileProvider {
     /// Reads `path` (a missing file is an empty one).
     pub fn open(path: PathBuf) -> Result<UsersFileProvider, String> {
+        let version = file_version(&path);
         let file = UsersFile::read(&path).map_err(|e| e.to_string())?;
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let salt = SaltString::from_b64("ZHVtbXlzYWx0ZHVtbXlzYWx0").map_err(|e| e.to_string())?;
         let dummy = argon2::Argon2::default().hash_password(b"no such user", &salt).map_err(|e| e.to_string())?.to_string();
         let turns = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(UsersFileProvider {
             path,
-            state: RwLock::new((mtime, Arc::new(file))),
+            state: RwLock::new((version, Arc::new(file))),
             dummy,
             turns: Semaphore::new(turns),
             memory: Mutex::new(Vec::new()),
@@ -54,17 +67,17 @@ impl UsersFileProvider {
 
     /// The current contents, re-read if the file changed.
     fn users(&self) -> Arc<UsersFile> {
-        let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let version = file_version(&self.path);
         {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if s.0 == mtime {
+            if s.0 == version {
                 return s.1.clone();
             }
         }
         match UsersFile::read(&self.path) {
             Ok(f) => {
                 let f = Arc::new(f);
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = (mtime, f.clone());
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = (version, f.clone());
                 tracing::info!(path = %self.path.display(), users = f.users.len(), "users file reloaded");
                 f
             }
@@ -74,11 +87,9 @@ impl UsersFileProvider {
             }
         }
     }
-}
 
-#[async_trait]
-impl AuthProvider for UsersFileProvider {
-    async fn authenticate(&self, user: &str, password: &str) -> Result<(), AuthFailure> {
+    /// Checks `password` of `user` in a turn; on success, the hash it matched.
+    async fn check(&self, user: &str, password: &str) -> Result<String, AuthFailure> {
         let users = self.users();
         let (hash, exists) = match users.find(user) {
             Some(u) => (u.hash.clone(), true),
@@ -87,14 +98,58 @@ impl AuthProvider for UsersFileProvider {
         let password = password.to_owned();
         let _turn = self.turns.acquire().await.map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
-        let (ok, memory) = tokio::task::spawn_blocking(move || {
+        let (ok, memory, hash) = tokio::task::spawn_blocking(move || {
             let ok = verify(&hash, password.as_bytes(), &mut memory);
-            (ok, memory)
+            (ok, memory, hash)
         })
         .await
         .map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
         self.memory.lock().unwrap_or_else(|p| p.into_inner()).push(memory);
-        if ok && exists { Ok(()) } else { Err(AuthFailure::BadCredentials) }
+        if ok && exists { Ok(hash) } else { Err(AuthFailure::BadCredentials) }
+    }
+
+    /// An Argon2id hash of `password` with the default parameters (those of `plexgate users
+    /// add`) and a fresh salt, computed in a turn. Not in the reused memory: changes are rare.
+    async fn hash(&self, password: &str) -> Result<String, AuthFailure> {
+        let password = password.to_owned();
+        let _turn = self.turns.acquire().await.map_err(|e| AuthFailure::Unavailable(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| AuthFailure::Unavailable(e.to_string()))?
+        .map_err(|e| AuthFailure::Unavailable(format!("cannot hash the new password: {e}")))
+    }
+}
+
+#[async_trait]
+impl AuthProvider for UsersFileProvider {
+    async fn authenticate(&self, user: &str, password: &str) -> Result<(), AuthFailure> {
+        self.check(user, password).await.map(drop)
+    }
+
+    async fn change_password(&self, user: &str, old: &str, new: &str) -> Result<(), ChangeFailure> {
+        check_new_password(old, new)?;
+        let checked = self.check(user, old).await?;
+        let hash = self.hash(new).await?;
+        let (path, user) = (self.path.clone(), user.to_owned());
+        let written = tokio::task::spawn_blocking(move || {
+            UsersFile::update(&path, |file| {
+                // Read again under the lock: another writer may have changed the user since the
+                // check, and then `old` is no longer known to be the password.
+                let u = file.find_mut(&user).filter(|u| u.hash == checked)?;
+                u.hash = hash;
+                Some(())
+            })
+        })
+        .await
+        .map_err(|e| AuthFailure::Unavailable(e.to_string()))?
+        .map_err(|e| AuthFailure::Unavailable(format!("cannot write the users file: {e}")))?;
+        match written {
+            Some(()) => Ok(()),
+            None => Err(AuthFailure::BadCredentials.into()),
+        }
     }
 
     fn is_admin(&self, user: &str) -> bool {
@@ -104,6 +159,12 @@ impl AuthProvider for UsersFileProvider {
     fn name(&self) -> &'static str {
         "users-file"
     }
+}
+
+/// The version of the file at `path` now; `None` when it cannot be read (missing).
+fn file_version(path: &std::path::Path) -> FileVersion {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.ino(), m.len()))
 }
 
 /// Whether `password` matches the PHC string `phc` (argon2id, argon2i or argon2d), computed in
@@ -163,6 +224,89 @@ mod tests {
         assert_eq!(memory.len(), Params::default().block_count(), "the largest need, kept");
         for broken in ["", "$argon2id$", "plain", "$argon2id$v=19$m=999999999,t=1,p=1$c29tZXNhbHQ$AAAA", "$md5$x$y"] {
             assert!(!verify(broken, b"right", &mut memory), "{broken}");
+        }
+    }
+
+    /// A users file with `alice` and `bob`, both with password `old-S3cret` (cheap hashes).
+    fn users_file(dir: &std::path::Path) -> PathBuf {
+        use plexgate_config::users::User;
+        let path = dir.join("users.yaml");
+        let salt = SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
+        let small = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap());
+        let hash = small.hash_password(b"old-S3cret", &salt).unwrap().to_string();
+        let mut file = UsersFile::default();
+        file.upsert(User { name: "alice".into(), hash: hash.clone(), admin: true });
+        file.upsert(User { name: "bob".into(), hash, admin: false });
+        file.write(&path).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_change_replaces_only_that_hash_and_the_old_password_stops_working() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = users_file(dir.path());
+        let p = UsersFileProvider::open(path.clone()).unwrap();
+        let other = UsersFileProvider::open(path.clone()).unwrap();
+        assert_eq!(other.authenticate("alice", "old-S3cret").await, Ok(()));
+        let before = UsersFile::read(&path).unwrap();
+        p.change_password("ALICE", "old-S3cret", "new-S3cret").await.unwrap();
+        let after = UsersFile::read(&path).unwrap();
+        let alice = after.find("alice").unwrap();
+        assert_eq!((alice.name.as_str(), alice.admin), ("alice", true), "name and admin flag kept");
+        assert!(alice.hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "the parameters of `users add`: {}", alice.hash);
+        assert_eq!(after.find("bob"), before.find("bob"));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(p.authenticate("alice", "new-S3cret").await, Ok(()));
+        assert_eq!(p.authenticate("alice", "old-S3cret").await, Err(AuthFailure::BadCredentials));
+        assert_eq!(p.authenticate("bob", "old-S3cret").await, Ok(()));
+        // Another gateway's provider, which read the file before the change, reads it again.
+        assert_eq!(other.authenticate("alice", "new-S3cret").await, Ok(()));
+        assert_eq!(other.authenticate("alice", "old-S3cret").await, Err(AuthFailure::BadCredentials));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("S3cret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn refused_changes_leave_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = users_file(dir.path());
+        let p = UsersFileProvider::open(path.clone()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let bad = Err(ChangeFailure::Auth(AuthFailure::BadCredentials));
+        assert_eq!(p.change_password("alice", "wrong", "new-S3cret").await, bad);
+        assert_eq!(p.change_password("carol", "old-S3cret", "new-S3cret").await, bad);
+        assert!(matches!(p.change_password("alice", "old-S3cret", "").await, Err(ChangeFailure::Refused(_))));
+        assert!(matches!(p.change_password("alice", "old-S3cret", "old-S3cret").await, Err(ChangeFailure::Refused(_))));
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_be_written_is_the_provider_unavailable_not_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = users_file(dir.path());
+        // The lock file cannot be opened for writing when a directory stands in its place.
+        std::fs::create_dir(dir.path().join("users.yaml.lock")).unwrap();
+        let p = UsersFileProvider::open(path.clone()).unwrap();
+        let r = p.change_password("bob", "old-S3cret", "new-S3cret").await;
+        assert!(matches!(&r, Err(ChangeFailure::Auth(AuthFailure::Unavailable(why))) if why.contains("users.yaml.lock")), "{r:?}");
+        assert_eq!(p.authenticate("bob", "old-S3cret").await, Ok(()), "nothing changed");
+    }
+
+    #[tokio::test]
+    async fn two_gateways_changing_one_password_at_once_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = users_file(dir.path());
+        let (a, b) = (UsersFileProvider::open(path.clone()).unwrap(), UsersFileProvider::open(path.clone()).unwrap());
+        let (ra, rb) = tokio::join!(a.change_password("bob", "old-S3cret", "new-A"), b.change_password("bob", "old-S3cret", "new-B"));
+        let winner = match (ra, rb) {
+            (Ok(()), Err(ChangeFailure::Auth(AuthFailure::BadCredentials))) => "new-A",
+            (Err(ChangeFailure::Auth(AuthFailure::BadCredentials)), Ok(())) => "new-B",
+            other => panic!("exactly one change must win: {other:?}"),
+        };
+        for p in [&a, &b] {
+            assert_eq!(p.authenticate("bob", winner).await, Ok(()));
+            assert_eq!(p.authenticate("bob", "old-S3cret").await, Err(AuthFailure::BadCredentials));
         }
     }
 }
