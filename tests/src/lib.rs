@@ -12,6 +12,7 @@ pub mod forge;
 pub mod https;
 pub mod process;
 pub mod redis;
+pub mod zosmf;
 pub mod zowe_cli;
 
 use std::net::TcpListener;

@@ -3,13 +3,10 @@
 //! a bad one is a 401, and a z/OSMF that is gone or stuck is a 503 ZWEAG104E, never a 401, and
 //! within the configured timeout. When z/OSMF comes back, logins work again without a restart.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use plexgate_tests::assert_eventually;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, PASSWORD, token_from};
-use plexgate_tests::process::Proc;
+use plexgate_tests::zosmf::{self, Zosmf, ZosmfSetup, python3_available};
 use reqwest::blocking::Response;
 use serde_json::Value;
 
@@ -22,62 +19,8 @@ const ZOSMF_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a login may take beyond the timeout before the gateway answers (debug build, 2 cores).
 const MARGIN: Duration = Duration::from_millis(2500);
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/zosmf_upstream.py")
-}
-
-/// Whether `python3` runs. Missing: a failure under CI, a skip (with a message) elsewhere.
-fn python3_available() -> bool {
-    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required for the z/OSMF tests under CI");
-        eprintln!("SKIPPED: python3 not found; the z/OSMF provider tests need it to run their upstream");
-    }
-    ok
-}
-
-/// The fixture z/OSMF as a child process.
-struct Zosmf {
-    proc: Proc,
-    port: u16,
-}
-
-impl Zosmf {
-    /// Starts it on `port` (0: any) with the cluster's server certificate and waits until it listens.
-    fn start(c: &Cluster, name: &str, port: u16, hang: bool) -> Zosmf {
-        let (cert, key) = c.ws.server_identity();
-        let mut cmd = Command::new("python3");
-        cmd.arg("-u").arg(fixture()).arg("--cert").arg(cert).arg("--key").arg(key).arg("--port").arg(port.to_string());
-        if hang {
-            cmd.arg("--hang");
-        }
-        let proc = Proc::spawn(name, cmd, &c.ws.path().join(format!("{name}.log")));
-        assert_eventually!(Duration::from_secs(10), proc.logs().contains("listening on 127.0.0.1:"), "{name} listening\n{}", proc.logs());
-        let logs = proc.logs();
-        let port =
-            logs.split("listening on 127.0.0.1:").nth(1).and_then(|r| r.lines().next()).and_then(|p| p.trim().parse().ok()).expect("port");
-        Zosmf { proc, port }
-    }
-}
-
-/// Starts gateway `i` with the `zosmf` provider pointed at `port`, set by environment overrides
-/// of the cluster's zowe.yaml, and waits until it is UP.
 fn start_zosmf_gateway(c: &mut Cluster, i: usize, port: u16) {
-    let name = format!("gateway-g{}", i + 1);
-    let mut cmd = c.ws.plexgate(&["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
-    cmd.env("PLEXGATE__COMPONENTS__GATEWAY__APIML__SECURITY__AUTH__PROVIDER", "zosmf")
-        .env("PLEXGATE__ZOSMF__HOST", "127.0.0.1")
-        .env("PLEXGATE__ZOSMF__PORT", port.to_string())
-        .env("PLEXGATE__ZOSMF__TIMEOUT", format!("{}ms", ZOSMF_TIMEOUT.as_millis()));
-    let proc = Proc::spawn(&name, cmd, &c.ws.path().join(format!("{name}.log")));
-    c.gateways[i] = Some(proc);
-    let url = c.url(i, "/application/health");
-    assert_eventually!(
-        Duration::from_secs(20),
-        c.http.get(&url).send().is_ok_and(|r| r.status() == 200),
-        "gateway {i} UP\n{}",
-        c.gateways[i].as_ref().map(Proc::logs).unwrap_or_default()
-    );
+    zosmf::start_gateway(c, i, port, ZOSMF_TIMEOUT, &[]);
 }
 
 fn login(c: &Cluster, i: usize, user: &str, password: &str) -> Response {
@@ -97,7 +40,7 @@ fn zosmf_decides_passwords_and_its_outages_are_503_not_401() {
         return;
     }
     let mut c = Cluster::start(ClusterSetup { gateways: 2, start_gateways: 0, ..ClusterSetup::default() });
-    let mut zosmf = Zosmf::start(&c, "zosmf", 0, false);
+    let mut zosmf = Zosmf::start(&c, "zosmf", ZosmfSetup::default());
     let port = zosmf.port;
     for i in 0..2 {
         start_zosmf_gateway(&mut c, i, port);
@@ -132,7 +75,7 @@ fn zosmf_decides_passwords_and_its_outages_are_503_not_401() {
     assert_eq!(c.query(1, &token).status(), 200);
 
     // z/OSMF up but stuck on the same port: 503 once the timeout has passed, not before, not much after.
-    let hung = Zosmf::start(&c, "zosmf-hung", port, true);
+    let hung = Zosmf::start(&c, "zosmf-hung", ZosmfSetup { port, hang: true, ..ZosmfSetup::default() });
     for i in 0..2 {
         let start = Instant::now();
         let result = outcome(login(&c, i, ZOSMF_USER, ZOSMF_PASSWORD));
@@ -145,7 +88,7 @@ fn zosmf_decides_passwords_and_its_outages_are_503_not_401() {
     drop(hung);
 
     // z/OSMF back: logins work again on both gateways without restarting them.
-    let _back = Zosmf::start(&c, "zosmf-back", port, false);
+    let _back = Zosmf::start(&c, "zosmf-back", ZosmfSetup { port, ..ZosmfSetup::default() });
     for i in 0..2 {
         assert_eq!(login(&c, i, ZOSMF_USER, ZOSMF_PASSWORD).status(), 204, "z/OSMF back, gateway {i}");
     }

@@ -5,14 +5,13 @@
 //! of the host sees the new file; with z/OSMF (the Python stand-in of `gateway_zosmf.rs`), the
 //! change is z/OSMF's. Neither password ever reaches a log.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use plexgate_config::users::UsersFile;
 use plexgate_tests::assert_eventually;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, PASSWORD, token_from};
 use plexgate_tests::process::Proc;
+use plexgate_tests::zosmf::{self, Zosmf, ZosmfSetup, python3_available};
 use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
@@ -46,15 +45,12 @@ fn login_basic(c: &Cluster, i: usize, user: &str, password: &str) -> Response {
     c.http.post(c.auth(i, "/login")).basic_auth(user, Some(password)).send().expect("login request")
 }
 
-/// Starts gateway `i` of the cluster with debug logs (so the secrecy check covers them too)
-/// and `env` on top, and waits until it is UP.
-fn start_gateway(c: &mut Cluster, i: usize, env: &[(&str, String)]) {
+/// Starts gateway `i` of the cluster with debug logs (so the secrecy check covers them too),
+/// and waits until it is UP.
+fn start_gateway(c: &mut Cluster, i: usize) {
     let name = format!("gateway-g{}", i + 1);
     let mut cmd = c.ws.plexgate(&["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
     cmd.env("PLEXGATE_LOG", "debug");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     c.gateways[i] = Some(Proc::spawn(&name, cmd, &c.ws.path().join(format!("{name}.log"))));
     let url = c.url(i, "/application/health");
     assert_eventually!(
@@ -81,7 +77,7 @@ fn assert_not_logged(c: &Cluster, more: &[&Proc], secrets: &[&str]) {
 fn users_file_change_on_one_gateway_holds_on_every_gateway() {
     let mut c = Cluster::start(ClusterSetup { start_gateways: 0, ..ClusterSetup::default() });
     for i in 0..2 {
-        start_gateway(&mut c, i, &[]);
+        start_gateway(&mut c, i);
     }
     let users = c.ws.path().join("workspace/users.yaml");
     let original = std::fs::read(&users).unwrap();
@@ -156,33 +152,6 @@ const ZOSMF_PASSWORD: &str = "Zosmf-0ld-Pass";
 /// The z/OSMF user's password after the change.
 const ZOSMF_NEW_PASSWORD: &str = "N3wZosmfPass";
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/zosmf_upstream.py")
-}
-
-/// Whether `python3` runs. Missing: a failure under CI, a skip (with a message) elsewhere.
-fn python3_available() -> bool {
-    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required for the z/OSMF tests under CI");
-        eprintln!("SKIPPED: python3 not found; the z/OSMF provider tests need it to run their upstream");
-    }
-    ok
-}
-
-/// Starts the stand-in z/OSMF (as `gateway_zosmf.rs` does) on any free port; its process and port.
-fn start_zosmf(c: &Cluster) -> (Proc, u16) {
-    let (cert, key) = c.ws.server_identity();
-    let mut cmd = Command::new("python3");
-    cmd.arg("-u").arg(fixture()).arg("--cert").arg(cert).arg("--key").arg(key).arg("--port").arg("0");
-    cmd.arg("--user").arg(ZOSMF_USER).arg("--password").arg(ZOSMF_PASSWORD);
-    let proc = Proc::spawn("zosmf", cmd, &c.ws.path().join("zosmf.log"));
-    assert_eventually!(Duration::from_secs(10), proc.logs().contains("listening on 127.0.0.1:"), "z/OSMF listening\n{}", proc.logs());
-    let logs = proc.logs();
-    let port = logs.split("listening on 127.0.0.1:").nth(1).and_then(|r| r.lines().next()).and_then(|p| p.trim().parse().ok());
-    (proc, port.expect("port"))
-}
-
 /// Asks the stand-in itself whether `password` authenticates `ZOSMF_USER`.
 fn zosmf_accepts(c: &Cluster, port: u16, password: &str) -> bool {
     let r = c
@@ -201,15 +170,11 @@ fn zosmf_changes_the_password_and_its_outage_is_503() {
         return;
     }
     let mut c = Cluster::start(ClusterSetup { start_gateways: 0, ..ClusterSetup::default() });
-    let (mut zosmf, port) = start_zosmf(&c);
-    let env = [
-        ("PLEXGATE__COMPONENTS__GATEWAY__APIML__SECURITY__AUTH__PROVIDER", "zosmf".to_owned()),
-        ("PLEXGATE__ZOSMF__HOST", "127.0.0.1".to_owned()),
-        ("PLEXGATE__ZOSMF__PORT", port.to_string()),
-        ("PLEXGATE__ZOSMF__TIMEOUT", "1s".to_owned()),
-    ];
+    let Zosmf { proc: mut zosmf, port } =
+        Zosmf::start(&c, "zosmf", ZosmfSetup { user: Some((ZOSMF_USER, ZOSMF_PASSWORD)), ..ZosmfSetup::default() });
     for i in 0..2 {
-        start_gateway(&mut c, i, &env);
+        // Debug logs, so the secrecy check covers them too.
+        zosmf::start_gateway(&mut c, i, port, Duration::from_secs(1), &[("PLEXGATE_LOG", "debug")]);
     }
 
     // z/OSMF refuses: a wrong old password (its 401), a new one its rules refuse (its 400).
