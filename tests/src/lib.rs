@@ -50,6 +50,17 @@ pub fn fixture_certs() -> &'static Path {
     .1
 }
 
+/// Whether `python3` runs (the tests' stand-in upstreams are Python scripts). Missing: a
+/// failure under CI, a skip with a message naming `purpose` elsewhere.
+pub fn python3_available(purpose: &str) -> bool {
+    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required for {purpose} under CI");
+        eprintln!("SKIPPED: python3 not found; {purpose} need it to run their upstreams");
+    }
+    ok
+}
+
 /// A port on 127.0.0.1 that was free a moment ago (the OS picked it for us), and never handed
 /// out before in this test process: tests hold ports with nothing bound on them (a process
 /// being restarted, a port that must stay dead), which the OS could otherwise give out again.

@@ -83,11 +83,13 @@ impl Instance {
         if h.checked_up != up {
             tracing::info!(instance = %self.id, up, "instance health changed");
         }
-        // An instance seen down and now up again (restarted) is back at once; one whose health
-        // endpoint stayed up while requests failed serves out its ejection.
+        // An instance seen down and now up again (restarted) is back at once. One whose health
+        // endpoint stayed up while requests failed serves out its ejection, and keeps its count
+        // of failures until a request succeeds: a passing check proves nothing about requests,
+        // so the next failure ejects it for twice as long.
         let recovered = up && !h.checked_up;
         h.checked_up = up;
-        if recovered || (up && h.ejected_until.is_some_and(|t| Instant::now() >= t)) {
+        if recovered {
             h.ejected_until = None;
             h.failures = 0;
         }
