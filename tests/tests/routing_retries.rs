@@ -474,3 +474,30 @@ fn the_ejection_still_doubles_when_passing_health_checks_run_between_failures() 
     let (_, elsewhere) = until_back(&c, &a, "doubling", fail2.sent + 2 * EJECTION);
     assert!(elsewhere.iter().all(|x| x.body["instance"] == b.id.as_str()));
 }
+
+#[test]
+fn an_answer_head_over_the_limit_is_a_502_and_one_under_it_passes() {
+    if !python3_available() {
+        return;
+    }
+    let mut c = cluster("retries: 0");
+    let a = Upstream::start(&c, "a", "head-32768");
+    c.define("heads.yml", &definition("heads", &[a.port], false));
+    c.start_gateway(0);
+    // HTTP/1.1 to the gateway: an HTTP/2 client would itself refuse a 32 KiB head (h2's 16 KiB
+    // default), which is not what is tested here.
+    let mut tls = plexgate_tests::https::tls_config(&c.ws.ca(), None);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let http = reqwest::blocking::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
+    // 32 KiB of header: under the 64 KiB limit, passed on whole.
+    let r = http.get(c.url(0, &format!("/heads{TARGET}"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-padding"].len(), 32768);
+    // 100 KiB: refused, not buffered; the client gets a Zowe error, not the head.
+    a.set(&c, "mode/head-102400");
+    let r = http.get(c.url(0, &format!("/heads{TARGET}"))).send().unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(!r.headers().contains_key("x-padding"));
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["messages"][0]["messageNumber"], "ZWEAG510E", "{body}");
+}
