@@ -11,6 +11,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc: per-thread caches instead of glibc's arena locks, which the gateway's worker
+/// threads contended on under load (perf: lock waits inside malloc/free). Measured with wrk
+/// through a gateway, 3 alternating rounds: 7-18% more requests/s than glibc; idle RSS 20 MB
+/// (glibc 18 MB). mimalloc was as fast but kept 20 MB more resident at idle.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for a configuration that does not validate (as `config validate` documents).
 pub const EXIT_INVALID_CONFIG: u8 = 2;
 

@@ -168,6 +168,8 @@ pub struct RoutingConfig {
     /// Longest pause between two pieces of a request or response body.
     #[serde(with = "humantime_serde_compat")]
     pub idle_timeout: Duration,
+    /// Offer HTTP/2 to API services (by ALPN); otherwise HTTP/1.1 over a connection pool.
+    pub http2: bool,
     /// Extra attempts on other instances.
     pub retries: u32,
     /// Interval of active health checks.

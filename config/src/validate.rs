@@ -165,6 +165,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             connect_timeout: g.routing.connect_timeout.0,
             response_timeout: g.routing.response_timeout.0,
             idle_timeout: g.routing.idle_timeout.0,
+            http2: g.routing.http2,
             retries: ctx.at_least("components.gateway.routing.retries", g.routing.retries, 0),
             health_check_interval: g.routing.health_check_interval.0,
             ejection: g.routing.ejection.0,

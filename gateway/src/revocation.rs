@@ -175,7 +175,7 @@ impl Revocations {
             json!({"tokenValue": token_hash, "issuedAt": claims.iat.saturating_mul(1000), "expiresAt": claims.exp.saturating_mul(1000)})
                 .to_string();
         self.write(INVALID_TOKENS, token_hash, &value).await?;
-        self.cache.remove(&token_hash.to_owned());
+        self.cache.remove(token_hash);
         Ok(())
     }
 

@@ -83,30 +83,32 @@ impl Gateway {
         }
         // Signature first: a forged or expired token is a 401 even while revocation state is unknown.
         let cached_salt = self.revocations.salt_if_known();
-        let (claims, hash, salt) = match cached_salt {
+        let (claims, hash, salt, cached) = match cached_salt {
             Some(salt) => {
                 let hash = Revocations::hash(&salt, token);
                 match self.cache.get(&hash, kind) {
                     Some(c) => {
                         metrics::counter!(m::TOKEN_VERIFICATIONS_TOTAL, "result" => "cache_hit").increment(1);
-                        (c, hash, salt)
+                        (c, hash, salt, true)
                     }
                     None => {
                         metrics::counter!(m::TOKEN_VERIFICATIONS_TOTAL, "result" => "verified").increment(1);
-                        (self.tokens.verify(token, kind).map_err(reject)?, hash, salt)
+                        (self.tokens.verify(token, kind).map_err(reject)?, hash, salt, false)
                     }
                 }
             }
             None => {
                 let claims = self.tokens.verify(token, kind).map_err(reject)?;
                 let salt = self.revocations.salt().await?;
-                (claims, Revocations::hash(&salt, token), salt)
+                (claims, Revocations::hash(&salt, token), salt, false)
             }
         };
         if self.revocations.check(&hash, &claims, kind, &salt).await? {
             return Err(GatewayError::InvalidToken(path.to_owned()));
         }
-        self.cache.insert(hash.clone(), kind, claims.clone());
+        if !cached {
+            self.cache.insert(hash.clone(), kind, claims.clone());
+        }
         Ok((claims, hash))
     }
 

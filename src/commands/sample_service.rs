@@ -4,7 +4,7 @@
 //! - `GET hello`: `{"instance", "message", "user", "headers"}`: who answered, the user it sees
 //!   (the `sub` of the JWT the gateway passes on, read without verification: display only) and
 //!   the forwarding headers it received;
-//! - `ANY echo/**`: method, path, query, headers and body length as JSON;
+//! - `ANY echo/**`: method, HTTP version, path, query, headers and body length as JSON;
 //! - `GET slow?ms=N`: answers after N milliseconds;
 //! - `GET fail?status=N`: answers status N;
 //! - `GET download?bytes=N[&stallMs=M]`: N bytes streamed (a pause of M ms after the first
@@ -118,9 +118,16 @@ async fn hello(State(id): State<Arc<String>>, headers: HeaderMap) -> impl IntoRe
     )
 }
 
-async fn echo(State(id): State<Arc<String>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn echo(
+    State(id): State<Arc<String>>,
+    method: Method,
+    version: axum::http::Version,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     axum::Json(
-        json!({"instance": *id, "method": method.as_str(), "path": uri.path(), "query": uri.query(), "headers": headers_json(&headers), "bodyLength": body.len()}),
+        json!({"instance": *id, "method": method.as_str(), "version": format!("{version:?}"), "path": uri.path(), "query": uri.query(), "headers": headers_json(&headers), "bodyLength": body.len()}),
     )
 }
 

@@ -418,3 +418,18 @@ fn an_instance_whose_certificate_is_not_trusted_gets_no_request() {
     // Had the gateway not verified the instance's certificate, the echo would have answered 200.
     assert_eq!(body["messages"][0]["messageNumber"], "ZWEAO503E", "{body}");
 }
+
+#[test]
+fn services_get_http_1_1_unless_http2_is_enabled_then_http2_by_alpn() {
+    for (yaml, expected) in [("", "HTTP/1.1"), ("    routing: {http2: true}\n", "HTTP/2.0")] {
+        let mut c = cluster(yaml);
+        let a = c.start_sample("a");
+        c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+        c.start_gateway(0);
+        for _ in 0..3 {
+            let v: Value = c.http.post(c.url(0, "/sample/api/v1/echo")).body("x").send().unwrap().json().unwrap();
+            assert_eq!(v["version"], expected, "routing {yaml:?}: {v}");
+            assert_eq!(v["bodyLength"], 1);
+        }
+    }
+}

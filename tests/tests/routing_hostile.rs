@@ -33,7 +33,9 @@ fn request_smuggling_shapes_cannot_desync_the_gateway() {
     assert_eq!(both.matches("HTTP/1.1 ").count(), 1, "only one request was served: {both}");
     let body: serde_json::Value = serde_json::from_str(both.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(body["bodyLength"], 0, "{body}");
-    assert!(body["headers"].get("content-length").is_none() && body["headers"].get("transfer-encoding").is_none(), "{body}");
+    // The gateway frames what it forwards itself: never the client's Content-Length next to a
+    // Transfer-Encoding (HTTP/1.1 to the service re-chunks the streamed body; HTTP/2 has neither).
+    assert!(body["headers"].get("content-length").is_none(), "{body}");
     // Two different Content-Length headers.
     let dup =
         send("POST /sample/api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\nConnection: close\r\n\r\nabcd");

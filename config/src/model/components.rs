@@ -189,6 +189,8 @@ pub struct Routing {
     pub response_timeout: Dur,
     /// Longest pause between two pieces of a request or response body.
     pub idle_timeout: Dur,
+    /// Offer HTTP/2 to API services (by ALPN) besides HTTP/1.1.
+    pub http2: bool,
     /// Extra attempts on other instances.
     pub retries: i64,
     /// Interval of active health checks.
@@ -203,6 +205,7 @@ impl Default for Routing {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            http2: false,
             retries: DEFAULT_RETRIES,
             health_check_interval: DEFAULT_SERVICE_HEALTH_INTERVAL,
             ejection: DEFAULT_EJECTION,

@@ -12,30 +12,38 @@ use super::{Claims, Kind, now_secs};
 /// The cache key: the token's revocation hash.
 pub type TokenHash = String;
 
+/// Verified tokens of one kind, by hash.
+type Entries = HashMap<TokenHash, Claims>;
+
 /// The cache.
 pub struct VerifiedCache {
-    entries: Mutex<HashMap<(TokenHash, bool), Claims>>,
+    /// Login tokens, then PATs: a lookup by `&str` needs no key to be built.
+    entries: Mutex<[Entries; 2]>,
     capacity: usize,
+}
+
+fn slot(kind: Kind) -> usize {
+    usize::from(kind == Kind::Pat)
 }
 
 impl VerifiedCache {
     /// A cache of at most `capacity` entries (0 disables it).
     pub fn new(capacity: usize) -> VerifiedCache {
-        VerifiedCache { entries: Mutex::new(HashMap::new()), capacity }
+        VerifiedCache { entries: Mutex::new([HashMap::new(), HashMap::new()]), capacity }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TokenHash, bool), Claims>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Entries; 2]> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The claims of a token verified before as `kind`, if still unexpired.
-    pub fn get(&self, hash: &TokenHash, kind: Kind) -> Option<Claims> {
-        let key = (hash.clone(), kind == Kind::Pat);
-        let mut entries = self.lock();
-        match entries.get(&key) {
+    pub fn get(&self, hash: &str, kind: Kind) -> Option<Claims> {
+        let mut all = self.lock();
+        let entries = &mut all[slot(kind)];
+        match entries.get(hash) {
             Some(c) if c.exp > now_secs() => Some(c.clone()),
             Some(_) => {
-                entries.remove(&key);
+                entries.remove(hash);
                 None
             }
             None => None,
@@ -47,33 +55,35 @@ impl VerifiedCache {
         if self.capacity == 0 {
             return;
         }
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity {
+        let mut all = self.lock();
+        if all[0].len() + all[1].len() >= self.capacity {
             let now = now_secs();
-            entries.retain(|_, c| c.exp > now);
-            if entries.len() >= self.capacity {
+            all.iter_mut().for_each(|e| e.retain(|_, c| c.exp > now));
+            if all[0].len() + all[1].len() >= self.capacity {
                 // Still full of live tokens: start over rather than track recency on the hot path.
-                entries.clear();
+                all.iter_mut().for_each(HashMap::clear);
             }
         }
-        entries.insert((hash, kind == Kind::Pat), claims);
+        all[slot(kind)].insert(hash, claims);
     }
 
     /// Forgets one token.
-    pub fn remove(&self, hash: &TokenHash) {
-        let mut entries = self.lock();
-        entries.remove(&(hash.clone(), false));
-        entries.remove(&(hash.clone(), true));
+    pub fn remove(&self, hash: &str) {
+        let mut all = self.lock();
+        all.iter_mut().for_each(|e| {
+            e.remove(hash);
+        });
     }
 
     /// Forgets every token (a user or scope rule changed).
     pub fn clear(&self) {
-        self.lock().clear();
+        self.lock().iter_mut().for_each(HashMap::clear);
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let all = self.lock();
+        all[0].len() + all[1].len()
     }
 
     /// Whether it is empty.
