@@ -44,8 +44,15 @@ fn redis_available() -> bool {
     found
 }
 
+/// A free port, never handed out twice in this test process (servers are restarted on theirs).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+        if GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A redis-server or redis-sentinel child process in a temporary directory of its own (its
@@ -155,12 +162,18 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A connection of the test's own; a busy server (a failover in progress) gets a few
+    /// seconds to accept it.
     async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("test connection")
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("test connection to {}: {e}\n{}", self.port, self.logs()),
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
     }
 }
 
