@@ -91,14 +91,25 @@ impl Cluster {
 
     /// Starts gateway `i` (0-based) without waiting.
     pub fn spawn_gateway(&mut self, i: usize) {
+        self.spawn_gateway_with(i, &[]);
+    }
+
+    /// Starts gateway `i` with `env` added to its environment, without waiting.
+    pub fn spawn_gateway_with(&mut self, i: usize, env: &[(&str, &str)]) {
         let name = format!("gateway-g{}", i + 1);
-        let proc = self.ws.spawn(&name, &["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
-        self.gateways[i] = Some(proc);
+        let mut cmd = self.ws.plexgate(&["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
+        cmd.envs(env.iter().copied());
+        self.gateways[i] = Some(Proc::spawn(&name, cmd, &self.ws.path().join(format!("{name}.log"))));
     }
 
     /// Starts gateway `i` and waits until it reports UP.
     pub fn start_gateway(&mut self, i: usize) {
-        self.spawn_gateway(i);
+        self.start_gateway_with(i, &[]);
+    }
+
+    /// Starts gateway `i` with `env` added to its environment, and waits until it reports UP.
+    pub fn start_gateway_with(&mut self, i: usize, env: &[(&str, &str)]) {
+        self.spawn_gateway_with(i, env);
         let url = self.url(i, "/application/health");
         assert_eventually!(
             Duration::from_secs(20),

@@ -58,22 +58,13 @@ impl Zosmf {
 /// Starts gateway `i` of `c` with the `zosmf` provider pointed at `port` (environment
 /// overrides of the cluster's zowe.yaml) plus `env`, and waits until it is UP.
 pub fn start_gateway(c: &mut Cluster, i: usize, port: u16, timeout: Duration, env: &[(&str, &str)]) {
-    let name = format!("gateway-g{}", i + 1);
-    let mut cmd = c.ws.plexgate(&["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
-    cmd.env("PLEXGATE__COMPONENTS__GATEWAY__APIML__SECURITY__AUTH__PROVIDER", "zosmf")
-        .env("PLEXGATE__ZOSMF__HOST", "127.0.0.1")
-        .env("PLEXGATE__ZOSMF__PORT", port.to_string())
-        .env("PLEXGATE__ZOSMF__TIMEOUT", format!("{}ms", timeout.as_millis()));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let proc = Proc::spawn(&name, cmd, &c.ws.path().join(format!("{name}.log")));
-    c.gateways[i] = Some(proc);
-    let url = c.url(i, "/application/health");
-    assert_eventually!(
-        Duration::from_secs(20),
-        c.http.get(&url).send().is_ok_and(|r| r.status() == 200),
-        "gateway {i} UP\n{}",
-        c.gateways[i].as_ref().map(Proc::logs).unwrap_or_default()
-    );
+    let (port, timeout) = (port.to_string(), format!("{}ms", timeout.as_millis()));
+    let mut all = vec![
+        ("PLEXGATE__COMPONENTS__GATEWAY__APIML__SECURITY__AUTH__PROVIDER", "zosmf"),
+        ("PLEXGATE__ZOSMF__HOST", "127.0.0.1"),
+        ("PLEXGATE__ZOSMF__PORT", port.as_str()),
+        ("PLEXGATE__ZOSMF__TIMEOUT", timeout.as_str()),
+    ];
+    all.extend_from_slice(env);
+    c.start_gateway_with(i, &all);
 }

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use plexgate_config::users::UsersFile;
-use plexgate_tests::assert_eventually;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, PASSWORD, token_from};
 use plexgate_tests::process::Proc;
 use plexgate_tests::zosmf::{self, Zosmf, ZosmfSetup, python3_available};
@@ -48,17 +47,7 @@ fn login_basic(c: &Cluster, i: usize, user: &str, password: &str) -> Response {
 /// Starts gateway `i` of the cluster with debug logs (so the secrecy check covers them too),
 /// and waits until it is UP.
 fn start_gateway(c: &mut Cluster, i: usize) {
-    let name = format!("gateway-g{}", i + 1);
-    let mut cmd = c.ws.plexgate(&["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
-    cmd.env("PLEXGATE_LOG", "debug");
-    c.gateways[i] = Some(Proc::spawn(&name, cmd, &c.ws.path().join(format!("{name}.log"))));
-    let url = c.url(i, "/application/health");
-    assert_eventually!(
-        Duration::from_secs(20),
-        c.http.get(&url).send().is_ok_and(|r| r.status() == 200),
-        "gateway {i} UP\n{}",
-        c.gateways[i].as_ref().map(Proc::logs).unwrap_or_default()
-    );
+    c.start_gateway_with(i, &[("PLEXGATE_LOG", "debug")]);
 }
 
 /// Panics if any process of the cluster (or `more`) logged one of `secrets`.
