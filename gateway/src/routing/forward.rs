@@ -164,10 +164,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
                 (Body::new(IdleBody::new(s, idle, "request", Some(sent.clone()))), None, Some(sent))
             }
         };
-        let uri = match join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query()) {
-            Ok(u) => u,
-            Err(e) => return Err(e),
-        };
+        let uri = join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query())?;
         let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
         if let Some(h) = up.headers_mut() {
             *h = headers.clone();
@@ -197,8 +194,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
             }
             // The client's side failed, not the instance: no retry, no mark against it.
             Ok(Err(_)) if sent.as_ref().is_some_and(|s| s.stalled()) => {
-                let err = GatewayError::BadRequest(format!("the request body stalled: no data for {idle:?}"));
-                return Err(err);
+                return Err(GatewayError::BadRequest(format!("the request body stalled: no data for {idle:?}")));
             }
             Ok(Err(e)) if sent.as_ref().is_some_and(|s| s.broke()) => {
                 return Err(GatewayError::BadRequest(format!("the request body broke off ({e})")));
