@@ -192,6 +192,13 @@ impl CacheClient {
             .map(drop)
     }
 
+    /// `POST /cache-list/{map}?merge=max`: sets `key` to the larger of `value` and what is
+    /// stored, atomically in the store (revocation rules only rise).
+    pub async fn map_put_max(&self, map: &str, key: &str, value: u64) -> Result<(), ClientError> {
+        let body = json!({"key": key, "value": value.to_string()});
+        self.expect(Method::POST, &format!("/cache-list/{}?merge=max", encode(map)), Some(&body), StatusCode::CREATED).await.map(drop)
+    }
+
     /// `GET /cache-list/{map}` (an unknown map is empty).
     pub async fn map_get(&self, map: &str) -> Result<BTreeMap<String, String>, ClientError> {
         let bytes = self.expect(Method::GET, &format!("/cache-list/{}", encode(map)), None, StatusCode::OK).await?;

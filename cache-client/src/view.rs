@@ -2,9 +2,13 @@
 //! feed: the gateway's revocation view (and sticky routes) without a network call per request.
 //!
 //! The view loads a full snapshot before it reports loaded, then applies every change in
-//! order. After a disconnect it resumes from the last revision it applied, at the next
-//! caching-service URL if the first is down. Every event, heartbeats included, refreshes its
-//! age, so [`MapView::staleness`] tells how old the view may be.
+//! order. After a disconnect it resumes from the last revision it applied, with the store's
+//! epoch, at the next caching-service URL if the first is down; a store of another epoch
+//! answers with a fresh snapshot, so a revision of one store is never resumed on another.
+//! Every event refreshes its age, so [`MapView::staleness`] tells how old the view may be; a
+//! heartbeat counts only when it names the view's epoch and a revision not behind the view's
+//! (the caching service sends one only after its store confirmed that revision is its
+//! latest), otherwise the feed is dropped and followed afresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,6 +52,8 @@ pub struct ViewStatus {
     pub connected: bool,
     /// The last revision applied.
     pub revision: Option<u64>,
+    /// The epoch of the store the view follows.
+    pub epoch: Option<String>,
     /// Time since the last event (snapshot, change or heartbeat).
     pub age: Option<Duration>,
     /// The caching service the feed comes from.
@@ -59,6 +65,7 @@ pub struct ViewStatus {
 #[derive(Default)]
 struct State {
     revision: Option<u64>,
+    epoch: Option<String>,
     last_event: Option<Instant>,
     connected: bool,
     url: Option<String>,
@@ -88,9 +95,9 @@ impl Drop for MapView {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Event {
-    Snapshot { revision: u64, maps: HashMap<String, HashMap<String, String>> },
+    Snapshot { epoch: String, revision: u64, maps: HashMap<String, HashMap<String, String>> },
     Change { revision: u64, map: String, op: String, key: String, value: Option<String> },
-    Heartbeat,
+    Heartbeat { epoch: String, revision: u64 },
     Error { message: String },
 }
 
@@ -136,6 +143,11 @@ impl MapView {
         apply(&self.inner, MapChange::Put { map: map.to_owned(), key: key.to_owned(), value: value.to_owned() });
     }
 
+    /// The epoch of the store the view follows, once a snapshot is loaded.
+    pub fn epoch(&self) -> Option<String> {
+        self.lock_state().epoch.clone()
+    }
+
     /// Time since the last event, `None` before the first.
     pub fn staleness(&self) -> Option<Duration> {
         self.lock_state().last_event.map(|t| t.elapsed())
@@ -153,6 +165,7 @@ impl MapView {
             loaded: self.is_loaded(),
             connected: s.connected,
             revision: s.revision,
+            epoch: s.epoch.clone(),
             age: s.last_event.map(|t| t.elapsed()),
             url: s.url.clone(),
             last_error: s.last_error.clone(),
@@ -212,10 +225,13 @@ async fn follow(client: CacheClient, maps: Vec<String>, idle_timeout: Duration, 
 
 /// One connection to one caching service's feed, until it ends.
 async fn follow_one(client: &CacheClient, url: &str, maps: &[String], idle_timeout: Duration, inner: &Inner) -> Result<(), String> {
-    let since = state(inner).revision;
+    let (since, epoch) = {
+        let s = state(inner);
+        (s.revision, s.epoch.clone())
+    };
     let mut req = client.stream_client().get(format!("{url}/cachingservice/api/v1/feed")).query(&[("maps", maps.join(","))]);
-    if let Some(r) = since {
-        req = req.query(&[("since", r)]);
+    if let (Some(r), Some(e)) = (since, &epoch) {
+        req = req.query(&[("since", r.to_string()), ("epoch", e.clone())]);
     }
     let resp = tokio::time::timeout(idle_timeout, req.send())
         .await
@@ -255,12 +271,21 @@ fn handle(line: &[u8], wanted: &[String], inner: &Inner) -> Result<(), String> {
     }
     let event: Event = serde_json::from_slice(line).map_err(|e| format!("unreadable feed event: {e}"))?;
     match event {
-        Event::Snapshot { revision, maps } => {
+        Event::Snapshot { epoch, revision, maps } => {
             {
                 let mut local = inner.maps.write().unwrap_or_else(|p| p.into_inner());
                 for name in wanted {
                     local.insert(name.clone(), maps.get(name).cloned().unwrap_or_default());
                 }
+            }
+            {
+                let mut s = state(inner);
+                if s.epoch.as_ref().is_some_and(|e| *e != epoch) {
+                    tracing::warn!(old = ?s.epoch, new = %epoch, "the caching service's store has another epoch (restarted, flushed or another store): view reloaded");
+                }
+                s.epoch = Some(epoch);
+                // A snapshot sets the revision, lower too (a new store starts again).
+                s.revision = Some(revision);
             }
             let _ = inner.changes.send(MapChange::Reset);
             touch(inner, Some(revision));
@@ -275,7 +300,18 @@ fn handle(line: &[u8], wanted: &[String], inner: &Inner) -> Result<(), String> {
             apply(inner, change);
             touch(inner, Some(revision));
         }
-        Event::Heartbeat => touch(inner, None),
+        Event::Heartbeat { epoch, revision } => {
+            let s = state(inner);
+            if s.epoch.as_deref() != Some(epoch.as_str()) {
+                return Err(format!("heartbeat of another store (epoch {epoch}, view {:?})", s.epoch));
+            }
+            if s.revision.is_some_and(|r| revision < r) {
+                return Err(format!("heartbeat at revision {revision}, behind the view's {:?}: the store lost changes", s.revision));
+            }
+            drop(s);
+            // Every change of the followed maps up to `revision` was sent before it.
+            touch(inner, Some(revision));
+        }
         Event::Error { message } => return Err(format!("the caching service ended the feed: {message}")),
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::CacheError;
-use crate::identity::{PeerIdentity, namespace};
+use crate::identity::{DN_HEADER, PeerIdentity, SERVICE_ID_HEADER, namespace};
 use crate::metrics as m;
-use crate::storage::{Entry, Storage, now_millis};
+use crate::storage::{Entry, Merge, Room, Storage, now_millis};
 
 /// Base path of the API.
 pub const BASE: &str = "/cachingservice/api/v1";
@@ -36,6 +36,9 @@ pub struct AppState {
     pub max_body: usize,
     /// Heartbeat interval of the change feed.
     pub heartbeat: std::time::Duration,
+    /// The gateways' token verification leeway: a revoked token is kept this long past its
+    /// expiry (and a rule this long past its 90 days), since verification still accepts it.
+    pub leeway: std::time::Duration,
     /// Prometheus rendering, when this process owns the recorder.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -73,13 +76,18 @@ async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The JSON body of `/cache` and `/cache-list` writes. As in Zowe, a missing field is an
-/// empty string and an explicit `null` is invalid; unknown fields (`serviceId`, `created`) are ignored.
+/// The JSON body of `/cache` and `/cache-list` writes. As in Zowe's
+/// `checkForInvalidPayload`, a missing or `null` key or value is an invalid payload (400
+/// ZWECS130E); unknown fields (`serviceId`, `created`) are ignored.
 #[derive(Deserialize)]
+struct RawKeyValue {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+/// A checked [`RawKeyValue`].
 struct KeyValue {
-    #[serde(default)]
     key: String,
-    #[serde(default)]
     value: String,
 }
 
@@ -89,10 +97,30 @@ async fn key_value(body: Body, max: usize) -> Result<KeyValue, CacheError> {
     if bytes.is_empty() {
         return Err(CacheError::BadPayload("the body is empty; send {\"key\": ..., \"value\": ...}".to_owned()));
     }
-    let kv: KeyValue = serde_json::from_slice(&bytes)
+    let raw: RawKeyValue = serde_json::from_slice(&bytes)
         .map_err(|e| CacheError::BadPayload(format!("not a JSON object with string fields key and value ({e})")))?;
-    check_key(&kv.key)?;
-    Ok(kv)
+    let key = raw.key.ok_or_else(|| CacheError::BadPayload("No key provided in the payload".to_owned()))?;
+    let value = raw.value.ok_or_else(|| CacheError::BadPayload("No value provided in the payload".to_owned()))?;
+    check_key(&key)?;
+    Ok(KeyValue { key, value })
+}
+
+/// Whether a request's writes count against the size and quota: not for a trusted gateway
+/// writing in its own namespace (revocations, sticky routes, the salt), which must never be
+/// refused for room other callers took.
+fn room(peer: &PeerIdentity, headers: &HeaderMap) -> Room {
+    let own = !headers.contains_key(DN_HEADER) && !headers.contains_key(SERVICE_ID_HEADER);
+    match peer {
+        PeerIdentity::Trusted { gateway: true, .. } if own => Room::Exempt,
+        _ => Room::Counted,
+    }
+}
+
+/// Query of `POST /cache-list/{map}`: plexgate's `merge=max` makes the write an atomic
+/// maximum (revocation rules only rise).
+#[derive(Deserialize)]
+struct PutQuery {
+    merge: Option<String>,
 }
 
 /// The body, refused with 413 past `max` bytes without reading the rest.
@@ -130,7 +158,7 @@ fn entry_json(e: &Entry) -> Value {
 async fn create(State(s): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, body: Body) -> Result<StatusCode, CacheError> {
     let ns = namespace(&peer, &headers)?;
     let kv = key_value(body, s.max_body).await?;
-    s.storage.create(&ns, &kv.key, &kv.value).await?;
+    s.storage.create(&ns, room(&peer, &headers), &kv.key, &kv.value).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -180,12 +208,18 @@ async fn put_map(
     Extension(peer): Extension<PeerIdentity>,
     headers: HeaderMap,
     Path(map): Path<String>,
+    Query(q): Query<PutQuery>,
     body: Body,
 ) -> Result<StatusCode, CacheError> {
     let ns = namespace(&peer, &headers)?;
     check_map(&map)?;
+    let merge = match q.merge.as_deref() {
+        None | Some("overwrite") => Merge::Overwrite,
+        Some("max") => Merge::Max,
+        Some(other) => return Err(CacheError::BadPayload(format!("query parameter merge={other}: allowed `overwrite` or `max`"))),
+    };
     let kv = key_value(body, s.max_body).await?;
-    s.storage.map_put(&ns, &map, &kv.key, &kv.value).await?;
+    s.storage.map_put(&ns, room(&peer, &headers), &map, &kv.key, &kv.value, merge).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -206,26 +240,27 @@ async fn list_maps(State(s): St, Extension(peer): Extension<PeerIdentity>, heade
     Ok(Json(json!(s.storage.maps(&ns).await?)))
 }
 
-/// Drops token entries whose expiry has passed (see [`expiry_millis`]); entries whose value
-/// names no expiry are kept, as Zowe keeps unparseable ones.
+/// Drops token entries whose expiry plus the verification leeway has passed (see
+/// [`expiry_millis`]): until then the gateways still accept the token, so its revocation must
+/// stay. Entries whose value names no expiry are kept, as Zowe keeps unparseable ones.
 async fn evict_tokens(
     State(s): St,
     Extension(peer): Extension<PeerIdentity>,
     headers: HeaderMap,
     Path(map): Path<String>,
 ) -> Result<StatusCode, CacheError> {
-    let now = now_millis();
-    evict_where(&s, &peer, &headers, &map, |v| expiry_millis(v).is_some_and(|e| e < now)).await
+    let cutoff = now_millis().saturating_sub(s.leeway.as_millis() as u64);
+    evict_where(&s, &peer, &headers, &map, |v| expiry_millis(v).is_some_and(|e| e < cutoff)).await
 }
 
-/// Drops rules (value: their timestamp, epoch milliseconds) older than 90 days.
+/// Drops rules (value: their timestamp, epoch milliseconds) older than 90 days plus the leeway.
 async fn evict_rules(
     State(s): St,
     Extension(peer): Extension<PeerIdentity>,
     headers: HeaderMap,
     Path(map): Path<String>,
 ) -> Result<StatusCode, CacheError> {
-    let cutoff = now_millis().saturating_sub(RULE_MAX_AGE_MILLIS);
+    let cutoff = now_millis().saturating_sub(RULE_MAX_AGE_MILLIS + s.leeway.as_millis() as u64);
     evict_where(&s, &peer, &headers, &map, |v| v.trim().parse::<u64>().is_ok_and(|t| t < cutoff)).await
 }
 
@@ -240,7 +275,7 @@ async fn evict_where(
     let ns = namespace(peer, headers)?;
     let entries = s.storage.map_get(&ns, map).await?.unwrap_or_default();
     let keys: Vec<String> = entries.into_iter().filter(|(_, v)| doomed(v)).map(|(k, _)| k).collect();
-    s.storage.map_remove(&ns, map, &keys).await?;
+    s.storage.map_remove(&ns, room(peer, headers), map, &keys).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -57,6 +57,7 @@ impl CachingService {
             storage: storage.clone(),
             max_body: cs.max_request_size,
             heartbeat: cs.feed_heartbeat,
+            leeway: config.gateway.jwt.leeway,
             metrics: crate::metrics::install(),
         });
         let listener = TcpListener::bind((cs.host.as_str(), cs.port))

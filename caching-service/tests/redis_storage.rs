@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plexgate_caching_service::CacheError;
-use plexgate_caching_service::storage::{Limits, Op, RedisStorage, Since, Storage};
+use plexgate_caching_service::storage::{Limits, Merge, Op, RedisStorage, Room, Since, Storage};
 use plexgate_config::model::Secret;
 use plexgate_config::{Certificates, EvictionStrategy, RedisConfig, RedisNode, RedisTls, SentinelConfig};
 
@@ -210,7 +210,7 @@ fn certs() -> Certificates {
 }
 
 fn limits(size: u64, eviction: EvictionStrategy) -> Limits {
-    Limits { size, eviction, feed_retention: 1000 }
+    Limits { size, eviction, per_namespace: size, feed_retention: 1000 }
 }
 
 async fn open(port: u16, limits: Limits) -> RedisStorage {
@@ -237,9 +237,9 @@ async fn kv_create_get_list_update_delete_clear() {
     let ns = "CN=user, O=Zowe";
 
     let before = plexgate_caching_service::storage::now_millis();
-    s.create(ns, "k1", "v1").await.unwrap();
-    s.create(ns, "k2", "v2").await.unwrap();
-    assert!(matches!(s.create(ns, "k1", "other").await, Err(CacheError::Conflict(k)) if k == "k1"));
+    s.create_counted(ns, "k1", "v1").await.unwrap();
+    s.create_counted(ns, "k2", "v2").await.unwrap();
+    assert!(matches!(s.create_counted(ns, "k1", "other").await, Err(CacheError::Conflict(k)) if k == "k1"));
     let e = s.get(ns, "k1").await.unwrap();
     assert_eq!((e.key.as_str(), e.value.as_str()), ("k1", "v1"));
     assert!(e.created >= before && e.created <= plexgate_caching_service::storage::now_millis());
@@ -259,15 +259,15 @@ async fn kv_create_get_list_update_delete_clear() {
     assert!(matches!(s.delete(ns, "k2").await, Err(CacheError::NotFound(_))));
     assert_eq!(s.len().await.unwrap(), 1);
 
-    s.create(ns, "k3", "v3").await.unwrap();
-    s.map_put(ns, "m", "a", "1").await.unwrap();
+    s.create_counted(ns, "k3", "v3").await.unwrap();
+    s.map_put_over(ns, "m", "a", "1").await.unwrap();
     s.clear(ns).await.unwrap();
     assert!(s.list(ns).await.unwrap().is_empty());
     assert_eq!(s.map_get(ns, "m").await.unwrap(), Some(entries(&[("a", "1")])), "clear keeps maps");
     assert_eq!(s.len().await.unwrap(), 1);
     s.clear(ns).await.unwrap();
     // A deleted key can be created again.
-    s.create(ns, "k1", "again").await.unwrap();
+    s.create_counted(ns, "k1", "again").await.unwrap();
     assert_eq!(s.get(ns, "k1").await.unwrap().value, "again");
 }
 
@@ -281,7 +281,7 @@ async fn utf8_names_round_trip_and_namespaces_are_isolated() {
     let ns = "CN=Zoë:{x}/ O=Zowe 🚀";
     let keys = ["a:b", "{c}", "d/e f", "🚀", "plexgate:kv:00", ""];
     for (i, k) in keys.iter().enumerate() {
-        s.create(ns, k, &format!("value {i} with : and {{ and 🚀")).await.unwrap();
+        s.create_counted(ns, k, &format!("value {i} with : and {{ and 🚀")).await.unwrap();
     }
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(s.get(ns, k).await.unwrap().value, format!("value {i} with : and {{ and 🚀"));
@@ -289,19 +289,19 @@ async fn utf8_names_round_trip_and_namespaces_are_isolated() {
     assert_eq!(s.list(ns).await.unwrap().len(), keys.len());
 
     // Names that would collide if joined with ':'.
-    s.create("a:b", "c", "1").await.unwrap();
-    s.create("a", "b:c", "2").await.unwrap();
+    s.create_counted("a:b", "c", "1").await.unwrap();
+    s.create_counted("a", "b:c", "2").await.unwrap();
     assert_eq!(s.get("a:b", "c").await.unwrap().value, "1");
     assert_eq!(s.get("a", "b:c").await.unwrap().value, "2");
     assert!(matches!(s.get("a", "c").await, Err(CacheError::NotFound(_))));
-    s.map_put("a", "b:c", "k", "x").await.unwrap();
-    s.map_put("a:b", "c", "k", "y").await.unwrap();
+    s.map_put_over("a", "b:c", "k", "x").await.unwrap();
+    s.map_put_over("a:b", "c", "k", "y").await.unwrap();
     assert_eq!(s.map_get("a", "b:c").await.unwrap(), Some(entries(&[("k", "x")])));
     assert_eq!(s.map_get("a:b", "c").await.unwrap(), Some(entries(&[("k", "y")])));
 
     // Isolation: same key in two namespaces.
-    s.create("ns1", "same", "one").await.unwrap();
-    s.create("ns2", "same", "two").await.unwrap();
+    s.create_counted("ns1", "same", "one").await.unwrap();
+    s.create_counted("ns2", "same", "two").await.unwrap();
     assert_eq!(s.get("ns1", "same").await.unwrap().value, "one");
     s.delete("ns1", "same").await.unwrap();
     assert_eq!(s.get("ns2", "same").await.unwrap().value, "two");
@@ -309,7 +309,7 @@ async fn utf8_names_round_trip_and_namespaces_are_isolated() {
     assert_eq!(s.get(ns, "🚀").await.unwrap().value, "value 3 with : and { and 🚀");
 
     let map = "inv:{alid}/Tokens 🚀";
-    s.map_put(ns, map, "tok:1", "exp 🚀").await.unwrap();
+    s.map_put_over(ns, map, "tok:1", "exp 🚀").await.unwrap();
     let all = s.maps(ns).await.unwrap();
     assert_eq!(all.keys().collect::<Vec<_>>(), vec![map]);
     assert_eq!(all[map], entries(&[("tok:1", "exp 🚀")]));
@@ -327,22 +327,22 @@ async fn maps_put_get_list_remove() {
     assert_eq!(s.map_get(ns, "invalidTokens").await.unwrap(), None);
     assert!(s.maps(ns).await.unwrap().is_empty());
 
-    s.map_put(ns, "invalidTokens", "t1", "100").await.unwrap();
-    s.map_put(ns, "invalidTokens", "t2", "200").await.unwrap();
-    s.map_put(ns, "invalidTokens", "t1", "101").await.unwrap(); // overwrites
-    s.map_put(ns, "invalidUsers", "alice", "300").await.unwrap();
+    s.map_put_over(ns, "invalidTokens", "t1", "100").await.unwrap();
+    s.map_put_over(ns, "invalidTokens", "t2", "200").await.unwrap();
+    s.map_put_over(ns, "invalidTokens", "t1", "101").await.unwrap(); // overwrites
+    s.map_put_over(ns, "invalidUsers", "alice", "300").await.unwrap();
     assert_eq!(s.len().await.unwrap(), 3, "an overwrite adds no entry");
     assert_eq!(s.map_get(ns, "invalidTokens").await.unwrap(), Some(entries(&[("t1", "101"), ("t2", "200")])));
     let all = s.maps(ns).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all["invalidUsers"], entries(&[("alice", "300")]));
 
-    let removed = s.map_remove(ns, "invalidTokens", &["t1".to_owned(), "missing".to_owned(), "t1".to_owned()]).await.unwrap();
+    let removed = s.map_remove_counted(ns, "invalidTokens", &["t1".to_owned(), "missing".to_owned(), "t1".to_owned()]).await.unwrap();
     assert_eq!(removed, 1);
-    assert_eq!(s.map_remove(ns, "nomap", &["x".to_owned()]).await.unwrap(), 0);
-    assert_eq!(s.map_remove(ns, "invalidTokens", &[]).await.unwrap(), 0);
+    assert_eq!(s.map_remove_counted(ns, "nomap", &["x".to_owned()]).await.unwrap(), 0);
+    assert_eq!(s.map_remove_counted(ns, "invalidTokens", &[]).await.unwrap(), 0);
     assert_eq!(s.len().await.unwrap(), 2);
-    assert_eq!(s.map_remove(ns, "invalidTokens", &["t2".to_owned()]).await.unwrap(), 1);
+    assert_eq!(s.map_remove_counted(ns, "invalidTokens", &["t2".to_owned()]).await.unwrap(), 1);
     assert_eq!(s.map_get(ns, "invalidTokens").await.unwrap(), None, "an emptied map is gone");
     assert_eq!(s.maps(ns).await.unwrap().keys().collect::<Vec<_>>(), vec!["invalidUsers"]);
     assert_eq!(s.len().await.unwrap(), 1);
@@ -355,18 +355,18 @@ async fn size_limit_reject() {
     }
     let redis = Server::start();
     let s = open(redis.port, limits(3, EvictionStrategy::Reject)).await;
-    s.create("a", "k1", "v").await.unwrap();
-    s.create("b", "k2", "v").await.unwrap();
-    s.map_put("a", "m", "x", "1").await.unwrap();
-    assert!(matches!(s.create("a", "k3", "v").await, Err(CacheError::Full)));
-    assert!(matches!(s.map_put("a", "m", "y", "1").await, Err(CacheError::Full)));
+    s.create_counted("a", "k1", "v").await.unwrap();
+    s.create_counted("b", "k2", "v").await.unwrap();
+    s.map_put_over("a", "m", "x", "1").await.unwrap();
+    assert!(matches!(s.create_counted("a", "k3", "v").await, Err(CacheError::Full)));
+    assert!(matches!(s.map_put_over("a", "m", "y", "1").await, Err(CacheError::Full)));
     // Changing what exists needs no room.
     s.update("a", "k1", "v2").await.unwrap();
-    s.map_put("a", "m", "x", "2").await.unwrap();
-    assert!(matches!(s.create("a", "k1", "v").await, Err(CacheError::Conflict(_))), "a conflict is a conflict, full or not");
+    s.map_put_over("a", "m", "x", "2").await.unwrap();
+    assert!(matches!(s.create_counted("a", "k1", "v").await, Err(CacheError::Conflict(_))), "a conflict is a conflict, full or not");
     assert_eq!(s.len().await.unwrap(), 3);
     s.delete("b", "k2").await.unwrap();
-    s.create("a", "k3", "v").await.unwrap();
+    s.create_counted("a", "k3", "v").await.unwrap();
     assert_eq!(s.len().await.unwrap(), 3);
 }
 
@@ -377,23 +377,23 @@ async fn size_limit_remove_oldest_evicts_oldest_cache_entry_never_map_entries() 
     }
     let redis = Server::start();
     let s = open(redis.port, limits(3, EvictionStrategy::RemoveOldest)).await;
-    s.map_put("ns", "invalidTokens", "t", "1").await.unwrap();
-    s.create("ns", "oldest", "v").await.unwrap();
-    s.create("other", "middle", "v").await.unwrap();
-    s.create("ns", "newest", "v").await.unwrap();
+    s.map_put_over("ns", "invalidTokens", "t", "1").await.unwrap();
+    s.create_counted("ns", "oldest", "v").await.unwrap();
+    s.create_counted("other", "middle", "v").await.unwrap();
+    s.create_counted("ns", "newest", "v").await.unwrap();
     assert!(matches!(s.get("ns", "oldest").await, Err(CacheError::NotFound(_))), "the oldest entry went");
     assert_eq!(s.get("other", "middle").await.unwrap().value, "v");
     assert_eq!(s.map_get("ns", "invalidTokens").await.unwrap(), Some(entries(&[("t", "1")])));
     assert_eq!(s.len().await.unwrap(), 3);
     // A map entry may evict a /cache entry too.
-    s.map_put("ns", "invalidTokens", "t2", "1").await.unwrap();
+    s.map_put_over("ns", "invalidTokens", "t2", "1").await.unwrap();
     assert!(matches!(s.get("other", "middle").await, Err(CacheError::NotFound(_))));
-    s.map_put("ns", "invalidTokens", "t3", "1").await.unwrap();
+    s.map_put_over("ns", "invalidTokens", "t3", "1").await.unwrap();
     assert!(s.list("ns").await.unwrap().is_empty());
     assert_eq!(s.len().await.unwrap(), 3);
     // Only map entries left: full.
-    assert!(matches!(s.create("ns", "x", "v").await, Err(CacheError::Full)));
-    assert!(matches!(s.map_put("ns", "invalidTokens", "t4", "1").await, Err(CacheError::Full)));
+    assert!(matches!(s.create_counted("ns", "x", "v").await, Err(CacheError::Full)));
+    assert!(matches!(s.map_put_over("ns", "invalidTokens", "t4", "1").await, Err(CacheError::Full)));
     assert_eq!(s.map_get("ns", "invalidTokens").await.unwrap().map(|m| m.len()), Some(3));
 }
 
@@ -403,45 +403,48 @@ async fn feed_snapshot_since_and_too_old() {
         return;
     }
     let redis = Server::start();
-    let s = open(redis.port, Limits { size: 10_000, eviction: EvictionStrategy::Reject, feed_retention: 10 }).await;
+    let s = open(redis.port, Limits { size: 10_000, eviction: EvictionStrategy::Reject, per_namespace: 10_000, feed_retention: 10 }).await;
     let ns = "CN=gw";
     let maps = ["invalidTokens".to_owned(), "invalidUsers".to_owned()];
     let snap = s.snapshot(ns, &maps).await.unwrap();
     assert_eq!(snap.revision, 0);
     assert_eq!(snap.maps.len(), 2);
     assert!(snap.maps.values().all(|m| m.is_empty()));
-    assert!(matches!(s.since(0, 100).await.unwrap(), Since::Changes(c) if c.is_empty()));
+    assert!(matches!(s.since(&epoch(&s).await, 0, 100).await.unwrap(), Since::Changes(c) if c.is_empty()));
 
-    s.map_put(ns, "invalidTokens", "t1", "v1").await.unwrap();
-    s.map_put("CN=other", "invalidTokens", "o", "v").await.unwrap();
-    s.map_put(ns, "invalidUsers", "u", "v2").await.unwrap();
-    s.map_remove(ns, "invalidTokens", &["t1".to_owned()]).await.unwrap();
-    s.create(ns, "kv", "not in the feed").await.unwrap();
+    s.map_put_over(ns, "invalidTokens", "t1", "v1").await.unwrap();
+    s.map_put_over("CN=other", "invalidTokens", "o", "v").await.unwrap();
+    s.map_put_over(ns, "invalidUsers", "u", "v2").await.unwrap();
+    s.map_remove_counted(ns, "invalidTokens", &["t1".to_owned()]).await.unwrap();
+    s.create_counted(ns, "kv", "not in the feed").await.unwrap();
 
     let snap = s.snapshot(ns, &maps).await.unwrap();
     assert_eq!(snap.revision, 4);
     assert_eq!(snap.maps["invalidTokens"], BTreeMap::new());
     assert_eq!(snap.maps["invalidUsers"], entries(&[("u", "v2")]));
 
-    let Since::Changes(all) = s.since(0, 100).await.unwrap() else { panic!("too old") };
+    let Since::Changes(all) = s.since(&epoch(&s).await, 0, 100).await.unwrap() else { panic!("too old") };
     assert_eq!(all.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert_eq!((all[0].namespace.as_str(), all[0].map.as_str()), (ns, "invalidTokens"));
     assert_eq!(all[0].op, Op::Put { key: "t1".to_owned(), value: "v1".to_owned() });
     assert_eq!(all[1].namespace, "CN=other");
     assert_eq!(all[3].op, Op::Delete { key: "t1".to_owned() });
-    let Since::Changes(some) = s.since(1, 2).await.unwrap() else { panic!("too old") };
+    let Since::Changes(some) = s.since(&epoch(&s).await, 1, 2).await.unwrap() else { panic!("too old") };
     assert_eq!(some.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![2, 3]);
-    assert!(matches!(s.since(4, 100).await.unwrap(), Since::Changes(c) if c.is_empty()));
-    assert!(matches!(s.since(9, 100).await.unwrap(), Since::TooOld), "a revision past the last one means Redis lost changes");
+    assert!(matches!(s.since(&epoch(&s).await, 4, 100).await.unwrap(), Since::Changes(c) if c.is_empty()));
+    assert!(
+        matches!(s.since(&epoch(&s).await, 9, 100).await.unwrap(), Since::TooOld),
+        "a revision past the last one means Redis lost changes"
+    );
 
     // Far more changes than the retention: the start of the log is trimmed.
     for i in 0..400 {
-        s.map_put(ns, "invalidTokens", &format!("t{i}"), "v").await.unwrap();
+        s.map_put_over(ns, "invalidTokens", &format!("t{i}"), "v").await.unwrap();
     }
     let last = s.snapshot(ns, &maps).await.unwrap().revision;
     assert_eq!(last, 404);
-    assert!(matches!(s.since(0, 100).await.unwrap(), Since::TooOld));
-    let Since::Changes(tail) = s.since(last - 5, 100).await.unwrap() else { panic!("the last 5 changes are in the log") };
+    assert!(matches!(s.since(&epoch(&s).await, 0, 100).await.unwrap(), Since::TooOld));
+    let Since::Changes(tail) = s.since(&epoch(&s).await, last - 5, 100).await.unwrap() else { panic!("the last 5 changes are in the log") };
     assert_eq!(tail.iter().map(|c| c.revision).collect::<Vec<_>>(), (last - 4..=last).collect::<Vec<_>>());
     assert_eq!(*s.revisions().borrow(), last);
 }
@@ -456,18 +459,18 @@ async fn revisions_wake_on_writes_of_another_instance() {
     let b = open(redis.port, limits(100, EvictionStrategy::Reject)).await;
     let mut rx = a.revisions();
     assert_eq!(*rx.borrow_and_update(), 0);
-    b.map_put("ns", "invalidTokens", "t", "1").await.unwrap();
+    b.map_put_over("ns", "invalidTokens", "t", "1").await.unwrap();
     tokio::time::timeout(Duration::from_secs(3), rx.changed()).await.expect("a's watch woke on b's write").unwrap();
     assert_eq!(*rx.borrow_and_update(), 1);
     let started = Instant::now();
-    b.map_remove("ns", "invalidTokens", &["t".to_owned()]).await.unwrap();
+    b.map_remove_counted("ns", "invalidTokens", &["t".to_owned()]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(3), rx.wait_for(|r| *r == 2)).await.expect("second change seen").unwrap();
     assert!(started.elapsed() < Duration::from_millis(900), "woken by XREAD, not a poll: {:?}", started.elapsed());
-    let Since::Changes(c) = a.since(0, 10).await.unwrap() else { panic!("too old") };
+    let Since::Changes(c) = a.since(&epoch(&a).await, 0, 10).await.unwrap() else { panic!("too old") };
     assert_eq!(c.len(), 2);
     // A's own writes move B's watch too.
     let mut rb = b.revisions();
-    a.map_put("ns", "m", "k", "v").await.unwrap();
+    a.map_put_over("ns", "m", "k", "v").await.unwrap();
     tokio::time::timeout(Duration::from_secs(3), rb.wait_for(|r| *r == 3)).await.expect("b saw a's write").unwrap();
     // The follower stops with the storage.
     rx.borrow_and_update();
@@ -485,7 +488,7 @@ async fn lost_changes_are_never_mistaken_for_new_ones() {
     let redis = Server::start();
     let s = open(redis.port, limits(100, EvictionStrategy::Reject)).await;
     for k in ["a", "b", "c"] {
-        s.map_put("ns", "m", k, "v").await.unwrap();
+        s.map_put_over("ns", "m", k, "v").await.unwrap();
     }
     let mut rx = s.revisions();
     assert_eq!(*rx.borrow_and_update(), 3);
@@ -508,13 +511,13 @@ async fn lost_changes_are_never_mistaken_for_new_ones() {
         .unwrap();
     // Subscribers wake, and one that saw revision 3 is told to take a new snapshot.
     tokio::time::timeout(Duration::from_secs(3), rx.wait_for(|r| *r == 2)).await.expect("the watch follows Redis down").unwrap();
-    assert!(matches!(s.since(3, 10).await.unwrap(), Since::TooOld));
+    assert!(matches!(s.since(&epoch(&s).await, 3, 10).await.unwrap(), Since::TooOld));
     // The next change is revision 4, not a second revision 3...
-    s.map_put("ns", "m", "d", "v").await.unwrap();
-    let Since::Changes(after2) = s.since(2, 10).await.unwrap() else { panic!("too old") };
+    s.map_put_over("ns", "m", "d", "v").await.unwrap();
+    let Since::Changes(after2) = s.since(&epoch(&s).await, 2, 10).await.unwrap() else { panic!("too old") };
     assert_eq!(after2.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![4]);
     // ...so a subscriber at the lost revision 3 still gets a new snapshot rather than "nothing new".
-    assert!(matches!(s.since(3, 10).await.unwrap(), Since::TooOld));
+    assert!(matches!(s.since(&epoch(&s).await, 3, 10).await.unwrap(), Since::TooOld));
     assert_eq!(s.snapshot("ns", &["m".to_owned()]).await.unwrap().revision, 4);
 }
 
@@ -531,30 +534,30 @@ async fn redis_killed_mid_run_answers_unavailable_and_recovers_on_restart() {
     let port = redis.port;
     let s = open(port, limits(100, EvictionStrategy::Reject)).await;
     let mut rx = s.revisions();
-    s.create("ns", "k", "v").await.unwrap();
+    s.create_counted("ns", "k", "v").await.unwrap();
     for i in 0..3 {
-        s.map_put("ns", "m", &format!("k{i}"), "v").await.unwrap();
+        s.map_put_over("ns", "m", &format!("k{i}"), "v").await.unwrap();
     }
     assert_eq!(*rx.borrow_and_update(), 3);
 
     redis.kill();
     assert!(unavailable(s.get("ns", "k").await), "a read while Redis is down");
-    assert!(unavailable(s.create("ns", "k2", "v").await), "a write while Redis is down");
+    assert!(unavailable(s.create_counted("ns", "k2", "v").await), "a write while Redis is down");
     assert!(unavailable(s.health().await));
     assert!(unavailable(s.snapshot("ns", &["m".to_owned()]).await));
 
     // Same port, empty (no persistence): the storage recovers without being re-created.
     let redis = Server::start_on(port);
     assert_eventually!(Duration::from_secs(15), s.health().await.is_ok(), "health after restart");
-    s.create("ns", "k2", "v").await.unwrap();
+    s.create_counted("ns", "k2", "v").await.unwrap();
     assert_eq!(s.get("ns", "k2").await.unwrap().value, "v");
     // The follower reconnected too, and follows the new (lower) revision.
     assert_eventually!(Duration::from_secs(10), *rx.borrow_and_update() == 0, "watch follows the restarted Redis");
     let other = open(redis.port, limits(100, EvictionStrategy::Reject)).await;
-    other.map_put("ns", "m", "x", "y").await.unwrap();
+    other.map_put_over("ns", "m", "x", "y").await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|r| *r == 1)).await.expect("watch woke after restart").unwrap();
     // A subscriber that was at revision 3 is told to take a new snapshot.
-    assert!(matches!(s.since(3, 10).await.unwrap(), Since::TooOld));
+    assert!(matches!(s.since(&epoch(&s).await, 3, 10).await.unwrap(), Since::TooOld));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,16 +572,16 @@ async fn redis_down_at_connect_then_recovers_when_started() {
         .expect("connect does not fail without Redis");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(unavailable(s.health().await));
-    assert!(unavailable(s.create("ns", "k", "v").await));
+    assert!(unavailable(s.create_counted("ns", "k", "v").await));
     assert!(unavailable(s.map_get("ns", "m").await));
     let mut rx = s.revisions();
 
     let redis = Server::start_on(port);
     assert_eventually!(Duration::from_secs(15), s.health().await.is_ok(), "health once Redis is up");
-    s.create("ns", "k", "v").await.unwrap();
+    s.create_counted("ns", "k", "v").await.unwrap();
     assert_eq!(s.get("ns", "k").await.unwrap().value, "v");
     let other = open(redis.port, limits(100, EvictionStrategy::Reject)).await;
-    other.map_put("ns", "m", "x", "y").await.unwrap();
+    other.map_put_over("ns", "m", "x", "y").await.unwrap();
     tokio::time::timeout(Duration::from_secs(8), rx.wait_for(|r| *r == 1))
         .await
         .expect("the follower connected after Redis came up")
@@ -648,9 +651,9 @@ async fn sentinel_master_killed_failover_keeps_map_entries_and_service() {
     let s = g.storage().await;
     let ns = "CN=gateway";
     for i in 0..20 {
-        s.map_put(ns, "invalidTokens", &format!("t{i}"), &format!("{i}")).await.unwrap();
+        s.map_put_over(ns, "invalidTokens", &format!("t{i}"), &format!("{i}")).await.unwrap();
     }
-    s.create(ns, "kv", "v").await.unwrap();
+    s.create_counted(ns, "kv", "v").await.unwrap();
     let written = s.map_get(ns, "invalidTokens").await.unwrap().expect("written");
     // The storage waited for the replica: it has every map entry already.
     assert_eq!(get_rev(&g.replica).await, Some(20));
@@ -662,7 +665,7 @@ async fn sentinel_master_killed_failover_keeps_map_entries_and_service() {
     assert_eventually!(
         Duration::from_secs(20),
         s.map_get(ns, "invalidTokens").await.is_ok_and(|m| m.as_ref() == Some(&written))
-            && s.map_put(ns, "invalidTokens", "after", "x").await.is_ok(),
+            && s.map_put_over(ns, "invalidTokens", "after", "x").await.is_ok(),
         "the storage works again through the promoted replica\nsentinel:\n{}",
         g.sentinel.logs()
     );
@@ -674,7 +677,7 @@ async fn sentinel_master_killed_failover_keeps_map_entries_and_service() {
     assert_eq!(s.map_get(ns, "invalidTokens").await.unwrap().map(|m| m.len()), Some(21));
     // The follower moved to the new master as well.
     tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|r| *r == 21)).await.expect("watch follows the new master").unwrap();
-    let Since::Changes(tail) = s.since(19, 10).await.unwrap() else { panic!("too old") };
+    let Since::Changes(tail) = s.since(&epoch(&s).await, 19, 10).await.unwrap() else { panic!("too old") };
     assert_eq!(tail.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![20, 21]);
 }
 
@@ -689,7 +692,7 @@ async fn sentinel_manual_failover_moves_writes_to_the_new_master() {
     let _: () = redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg(1).query_async(&mut g.master.conn().await).await.unwrap();
     let s = g.storage().await;
     for i in 0..5 {
-        s.map_put("ns", "m", &format!("k{i}"), "v").await.unwrap();
+        s.map_put_over("ns", "m", &format!("k{i}"), "v").await.unwrap();
     }
     let before = s.map_get("ns", "m").await.unwrap().expect("written");
     // Sentinel takes a moment to know the replica well enough to promote it (NOGOODSLAVE before).
@@ -707,7 +710,7 @@ async fn sentinel_manual_failover_moves_writes_to_the_new_master() {
     // The old master is still up, and thinks it is the master until Sentinel demotes it
     // (up to 10 s later). It refuses writes (NOREPLICAS), and the storage's Sentinel watch
     // moves to the new master as soon as Sentinel names it.
-    assert_eventually!(Duration::from_secs(10), s.map_put("ns", "m", "after", "v").await.is_ok(), "write after the failover");
+    assert_eventually!(Duration::from_secs(10), s.map_put_over("ns", "m", "after", "v").await.is_ok(), "write after the failover");
     eprintln!("writes work {:?} after the promotion", started.elapsed());
     let rev = s.snapshot("ns", &["m".to_owned()]).await.unwrap().revision;
     assert_eq!(get_rev(&g.replica).await, Some(rev), "the write went to the promoted replica");
@@ -730,7 +733,7 @@ async fn password_is_used_and_never_shown() {
     let mut c = config(port);
     c.master = Some(RedisNode { password: Some(Secret::new("s3cret-pw")), ..node(port) });
     let s = RedisStorage::connect(&c, &certs(), limits(10, EvictionStrategy::Reject)).await.unwrap();
-    s.create("ns", "k", "v").await.unwrap();
+    s.create_counted("ns", "k", "v").await.unwrap();
     assert_eq!(s.get("ns", "k").await.unwrap().value, "v");
 
     c.master = Some(RedisNode { password: Some(Secret::new("wrong-pw")), ..node(port) });
@@ -791,8 +794,8 @@ async fn tls_with_configured_or_default_cas() {
 
     // The CA of storage.redis.ssl.trustStore.
     let s = RedisStorage::connect(&tls_config(vec![ca.clone()]), &certs(), limits(10, EvictionStrategy::Reject)).await.unwrap();
-    s.create("ns", "k", "over TLS").await.unwrap();
-    s.map_put("ns", "m", "k", "v").await.unwrap();
+    s.create_counted("ns", "k", "over TLS").await.unwrap();
+    s.map_put_over("ns", "m", "k", "v").await.unwrap();
     let mut rx = s.revisions();
     tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|r| *r == 1)).await.expect("the follower connects over TLS too").unwrap();
 
@@ -812,4 +815,28 @@ async fn tls_with_configured_or_default_cas() {
     let err =
         RedisStorage::connect(&tls_config(vec![missing]), &certs(), limits(10, EvictionStrategy::Reject)).await.err().expect("bad CA path");
     assert!(matches!(err, CacheError::Startup(ref m) if m.contains("missing.pem")), "{err}");
+}
+
+/// The store's epoch (made by the first snapshot of a fresh Redis).
+async fn epoch(s: &impl Storage) -> String {
+    s.snapshot("epoch-probe", &[]).await.expect("snapshot").epoch
+}
+
+/// The calls of these tests, as a caller's namespace makes them.
+trait Counted {
+    async fn create_counted(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError>;
+    async fn map_put_over(&self, ns: &str, map: &str, key: &str, value: &str) -> Result<(), CacheError>;
+    async fn map_remove_counted(&self, ns: &str, map: &str, keys: &[String]) -> Result<usize, CacheError>;
+}
+
+impl<S: Storage> Counted for S {
+    async fn create_counted(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
+        self.create(ns, Room::Counted, key, value).await
+    }
+    async fn map_put_over(&self, ns: &str, map: &str, key: &str, value: &str) -> Result<(), CacheError> {
+        self.map_put(ns, Room::Counted, map, key, value, Merge::Overwrite).await
+    }
+    async fn map_remove_counted(&self, ns: &str, map: &str, keys: &[String]) -> Result<usize, CacheError> {
+        self.map_remove(ns, Room::Counted, map, keys).await
+    }
 }

@@ -139,6 +139,9 @@ pub struct GatewayConfig {
     /// How long the revocation view is trusted without its feed.
     #[serde(with = "humantime_serde_compat")]
     pub staleness_bound: Duration,
+    /// How often expired revocations, old rules and idle sticky routes are evicted.
+    #[serde(with = "humantime_serde_compat")]
+    pub evict_interval: Duration,
     /// After SIGTERM: DRAINING while still accepting.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
@@ -178,6 +181,9 @@ pub struct RoutingConfig {
     /// First ejection after a failure.
     #[serde(with = "humantime_serde_compat")]
     pub ejection: Duration,
+    /// How long a sticky route lives unused.
+    #[serde(with = "humantime_serde_compat")]
+    pub sticky_idle_timeout: Duration,
 }
 
 /// Login tokens, checked.
@@ -256,6 +262,8 @@ pub struct StorageConfig {
     pub mode: StorageMode,
     /// Most entries.
     pub size: u64,
+    /// Most counted entries of one namespace.
+    pub size_per_namespace: u64,
     /// What happens when full.
     pub eviction_strategy: EvictionStrategy,
     /// The file of the `durable` back end.

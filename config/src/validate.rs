@@ -154,6 +154,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             window: g.login_rate_limit.window.0,
         },
         staleness_bound: g.revocation.staleness_bound.0,
+        evict_interval: g.revocation.evict_interval.0,
         shutdown_grace: g.shutdown.grace.0,
         shutdown_timeout: g.shutdown.timeout.0,
         token_cache_size: ctx.at_least("components.gateway.tokenCacheSize", g.token_cache_size, 0) as usize,
@@ -169,6 +170,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             retries: ctx.at_least("components.gateway.routing.retries", g.routing.retries, 0),
             health_check_interval: g.routing.health_check_interval.0,
             ejection: g.routing.ejection.0,
+            sticky_idle_timeout: g.routing.sticky_idle_timeout.0,
         },
         proxy_protocol: g.proxy_protocol,
     };
@@ -177,12 +179,14 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
     gateway.jwt.signing_certificate =
         g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());
     for (key, d) in [
-        ("connectTimeout", g.routing.connect_timeout),
-        ("responseTimeout", g.routing.response_timeout),
-        ("idleTimeout", g.routing.idle_timeout),
+        ("routing.connectTimeout", g.routing.connect_timeout),
+        ("routing.responseTimeout", g.routing.response_timeout),
+        ("routing.idleTimeout", g.routing.idle_timeout),
+        ("routing.stickyIdleTimeout", g.routing.sticky_idle_timeout),
+        ("revocation.evictInterval", g.revocation.evict_interval),
     ] {
         if d.0.is_zero() {
-            ctx.problem(&format!("components.gateway.routing.{key}"), "found 0, allowed a duration above 0 such as 5s");
+            ctx.problem(&format!("components.gateway.{key}"), "found 0, allowed a duration above 0 such as 5s");
         }
     }
     if g.jwt.lifetime.0.is_zero() {
@@ -263,6 +267,7 @@ fn tls_versions(ctx: &mut Ctx<'_>, t: &model::Tls) -> TlsVersions {
 /// Every haInstance, each seen through its own merged view.
 fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
     let mut out = Vec::new();
+    let mut embedded_stores: Vec<&str> = Vec::new();
     for id in ids {
         let y = match ctx.doc.typed(Some(id)) {
             Ok(y) => y,
@@ -288,8 +293,23 @@ fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
         let gateway_port = g.enabled.then(|| ctx.port("components.gateway.port", g.port));
         let c = &y.components.caching_service;
         let caching_service_port = c.enabled.then(|| ctx.port("components.caching-service.port", c.port));
+        let embedded = c.enabled && !c.storage.mode.eq_ignore_ascii_case("redis");
         ctx.instance = save;
+        if embedded {
+            embedded_stores.push(id.as_str());
+        }
         out.push(Instance { id: id.clone(), hostname, sysname: inst.sysname.clone(), gateway_port, caching_service_port });
+    }
+    if embedded_stores.len() > 1 {
+        // Each would hold a store of its own; the gateways' client fails over between them, so
+        // a revocation written to one would be missing from the view followed on another.
+        ctx.problem(
+            "components.caching-service.storage.mode",
+            format!(
+                "haInstances {} each run a caching service with its own embedded store; revocations written through one would be missing on the others. Enable the caching service on one haInstance only, or use storage mode `redis` shared by all",
+                embedded_stores.join(", ")
+            ),
+        );
     }
     out
 }

@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// A revoke request without the id it needs.
     #[error("Body in the revoke request is not valid.")]
     RevokeBodyInvalid,
+    /// A revoke request whose `timestamp` is later than now.
+    #[error("The timestamp {0} in the revoke request is in the future.")]
+    RevokeTimestampInFuture(u64),
     /// The caller is authenticated but not allowed.
     #[error("The user is not authorized to the target resource: {0}")]
     Forbidden(String),
@@ -234,6 +237,15 @@ impl GatewayError {
                 "org.zowe.apiml.security.query.invalidRevokeRequestBody",
                 "The request body is not valid",
                 "Use a valid body in the request. Format of a message: {userId: string, (optional)timestamp: long} or {serviceId: string, (optional)timestamp: long}.",
+                Client,
+                false,
+            ),
+            E::RevokeTimestampInFuture(_) => d(
+                S::BAD_REQUEST,
+                Some("ZWEAT607E"),
+                "org.zowe.apiml.security.query.invalidRevokeRequestBody",
+                "The timestamp of the revoke request is later than now: a rule covers tokens issued up to a moment that has passed",
+                "Leave out the timestamp (it then means now) or send epoch milliseconds no later than now.",
                 Client,
                 false,
             ),

@@ -5,6 +5,19 @@
 //! `invalidScopes`, each id as lower-case hex SHA-512(salt || value), the salt under cache key
 //! `salt` (created by the first gateway that needs it; every gateway then reads the same one).
 //!
+//! Invariants:
+//! - A rule (user or scope) only rises: it is written as an atomic maximum in the store
+//!   (`merge=max`), so neither a user's own call with an early timestamp nor a gateway with a
+//!   slow clock can lift an administrator's revocation.
+//! - The salt lives in the gateways' own namespace, which the caching service never evicts
+//!   and never counts. When the view's store changes epoch (an inMemory restart, a flushed
+//!   Redis), the salt is read again before the next use; a store without one gets back the
+//!   salt this gateway remembers (so the revocations gateways record right after such a loss
+//!   still match), and only a gateway that never knew one makes a new one.
+//! - Expired revocations and old rules are evicted in the background, never before `exp` plus
+//!   the verification leeway (the caching service applies it), so a revoked token is never
+//!   valid again while any gateway would still accept it.
+//!
 //! Which state decides a request: the view while it is loaded and fresher than the staleness
 //! bound; past the bound (feed down), the caching service itself, asked per request; when
 //! that fails too, the gateway answers 503 rather than guess (never a misleading 401).
@@ -73,24 +86,35 @@ impl Lookup for BTreeMap<String, BTreeMap<String, String>> {
     }
 }
 
+/// The salt as this gateway knows it.
+#[derive(Default)]
+struct Salt {
+    /// The last value read or made (kept after a store loss, to give back).
+    value: Option<String>,
+    /// Whether `value` was read from the store the view follows now.
+    current: bool,
+}
+
 /// The gateway's revocation state.
 pub struct Revocations {
     client: CacheClient,
     view: MapView,
-    salt: RwLock<Option<String>>,
+    salt: RwLock<Salt>,
     staleness_bound: Duration,
     cache: Arc<VerifiedCache>,
 }
 
 impl Revocations {
-    /// Starts following the revocation maps; `cache` is emptied as revocations arrive.
-    pub fn start(client: CacheClient, staleness_bound: Duration, cache: Arc<VerifiedCache>) -> Arc<Revocations> {
+    /// Starts following the revocation maps; `cache` is emptied as revocations arrive. Every
+    /// `evict_interval`, expired revocations and old rules are evicted.
+    pub fn start(client: CacheClient, staleness_bound: Duration, evict_interval: Duration, cache: Arc<VerifiedCache>) -> Arc<Revocations> {
         let idle = Duration::from_secs(5);
         let view = MapView::start(client.clone(), &[INVALID_TOKENS, INVALID_USERS, INVALID_SCOPES], idle);
-        let r = Arc::new(Revocations { client, view, salt: RwLock::new(None), staleness_bound, cache });
+        let r = Arc::new(Revocations { client, view, salt: RwLock::new(Salt::default()), staleness_bound, cache });
         let mut changes = r.view.subscribe();
         let weak = Arc::downgrade(&r);
         tokio::spawn(async move {
+            let mut epoch = None;
             loop {
                 let change = changes.recv().await;
                 let Some(r) = weak.upgrade() else { return };
@@ -99,12 +123,40 @@ impl Revocations {
                     // A user or scope rule, a snapshot, or missed events: drop everything, it
                     // is only a cache (keyed by token hash, it cannot tell a user's tokens).
                     Ok(MapChange::Put { map, .. }) if map == INVALID_USERS || map == INVALID_SCOPES => r.cache.clear(),
-                    Ok(MapChange::Reset) | Err(_) => r.cache.clear(),
+                    Ok(MapChange::Reset) | Err(_) => {
+                        let now = r.view.epoch();
+                        if epoch.is_some() && now != epoch {
+                            // Another store: its salt may be gone or another; read it again.
+                            tracing::warn!(old = ?epoch, new = ?now, "revocation store changed epoch: the salt is read again");
+                            r.lock_salt().current = false;
+                            let again = r.clone();
+                            tokio::spawn(async move { again.salt().await });
+                        }
+                        epoch = now;
+                        r.cache.clear();
+                    }
                     Ok(MapChange::Put { .. } | MapChange::Delete { .. }) => {}
                 }
             }
         });
+        let weak = Arc::downgrade(&r);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + evict_interval, evict_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(r) = weak.upgrade() else { return };
+                match r.evict().await {
+                    Ok(()) => tracing::debug!("expired revocations and old rules evicted"),
+                    Err(e) => tracing::warn!(error = %e, "background eviction of expired revocations failed; tried again later"),
+                }
+            }
+        });
         r
+    }
+
+    fn lock_salt(&self) -> std::sync::RwLockWriteGuard<'_, Salt> {
+        self.salt.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the view has loaded its first snapshot.
@@ -117,23 +169,34 @@ impl Revocations {
         self.view.status()
     }
 
-    /// The salt, if it has been fetched.
+    /// The salt, if it has been read from the store the view follows.
     pub fn salt_if_known(&self) -> Option<String> {
-        self.salt.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let s = self.salt.read().unwrap_or_else(|p| p.into_inner());
+        if s.current { s.value.clone() } else { None }
     }
 
-    /// The shared salt, fetched (or created by the first gateway) once.
+    /// The shared salt: read from the store (or created by the first gateway) once per store.
     pub async fn salt(&self) -> Result<String, GatewayError> {
-        if let Some(s) = self.salt.read().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(s) = self.salt_if_known() {
             return Ok(s);
         }
+        let remembered = self.salt.read().unwrap_or_else(|p| p.into_inner()).value.clone();
         let unavailable = |e: ClientError| GatewayError::NotReady(format!("the caching service holding revocations is unreachable ({e})"));
         let salt = match self.client.get(SALT_KEY).await {
             Ok(e) => e.value,
             Err(ClientError::NotFound) => {
-                let fresh = hex::encode(uuid::Uuid::new_v4().as_bytes());
-                match self.client.create(SALT_KEY, &fresh).await {
-                    Ok(()) => fresh,
+                // The store lost it (or never had one): give back the one every running gateway
+                // hashes with, so their records keep matching; only a first start makes one.
+                let candidate = remembered.clone().unwrap_or_else(|| hex::encode(uuid::Uuid::new_v4().as_bytes()));
+                match self.client.create(SALT_KEY, &candidate).await {
+                    Ok(()) => {
+                        if remembered.is_some() {
+                            tracing::warn!(
+                                "the revocation salt was missing from the caching service; the one this gateway knew is restored"
+                            );
+                        }
+                        candidate
+                    }
                     // Another gateway was first: use its salt.
                     Err(ClientError::Conflict) => self.client.get(SALT_KEY).await.map_err(unavailable)?.value,
                     Err(e) => return Err(unavailable(e)),
@@ -141,7 +204,12 @@ impl Revocations {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        *self.salt.write().unwrap_or_else(|p| p.into_inner()) = Some(salt.clone());
+        if remembered.as_ref().is_some_and(|r| *r != salt) {
+            tracing::warn!(
+                "the revocation salt in the caching service is not the one this gateway used: revocations recorded with the old one no longer match"
+            );
+        }
+        *self.lock_salt() = Salt { value: Some(salt.clone()), current: true };
         Ok(salt)
     }
 
@@ -179,10 +247,19 @@ impl Revocations {
         Ok(())
     }
 
-    /// Revokes every token of a user (or every PAT for a service) issued at or before `at_millis`.
+    /// Revokes every token of a user (or every PAT for a service) issued at or before
+    /// `at_millis`. The stored rule only rises: an earlier `at_millis` than the stored one
+    /// changes nothing (decided atomically by the store).
     pub async fn revoke_rule(&self, rule: Rule, id: &str, at_millis: u64) -> Result<(), GatewayError> {
         let salt = self.salt().await?;
-        self.write(rule.map(), &Self::hash(&salt, &id.to_lowercase()), &at_millis.to_string()).await?;
+        let (map, key) = (rule.map(), Self::hash(&salt, &id.to_lowercase()));
+        self.client
+            .map_put_max(map, &key, at_millis)
+            .await
+            .map_err(|e| GatewayError::NotReady(format!("cannot record the revocation in the caching service ({e})")))?;
+        // Honoured here at once, before the feed echoes the stored value back; never lowered.
+        let known = self.view.get(map, &key).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+        self.view.apply_local(map, &key, &at_millis.max(known).to_string());
         self.cache.clear();
         Ok(())
     }

@@ -97,8 +97,8 @@ impl GatewayServer {
         let routes = crate::routing::Routes::load(config)?;
         routes.spawn_health_checks();
         let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
-        let sticky = crate::routing::sticky::StickyRoutes::start(client.clone());
-        let revocations = Revocations::start(client, g.staleness_bound, cache.clone());
+        let sticky = crate::routing::sticky::StickyRoutes::start(client.clone(), g.routing.sticky_idle_timeout, g.evict_interval);
+        let revocations = Revocations::start(client, g.staleness_bound, g.evict_interval, cache.clone());
         let state = Arc::new(Gateway {
             instance: config.ha_instance.clone().unwrap_or_else(|| "default".to_owned()),
             tokens,

@@ -60,7 +60,7 @@ pub struct Gateway {
     /// Routes to API services.
     pub routes: Arc<crate::routing::Routes>,
     /// User-to-instance choices shared by every gateway.
-    pub sticky: crate::routing::sticky::StickyRoutes,
+    pub sticky: Arc<crate::routing::sticky::StickyRoutes>,
 }
 
 impl Gateway {

@@ -76,7 +76,11 @@ fn case_evictions(cs: &CachingService) {
     let c = cs.ws.client();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let day = 24 * 3600 * 1000u64;
-    post(&c, cs, "/cache-list/invalidTokens", json!({"key": "expired", "value": (now - 1000).to_string()}));
+    // Expired for longer than the gateways' verification leeway (30 s by default): evicted.
+    post(&c, cs, "/cache-list/invalidTokens", json!({"key": "expired", "value": (now - 60_000).to_string()}));
+    // Expired, but still within the leeway: a gateway would still accept the token, so its
+    // revocation must stay.
+    post(&c, cs, "/cache-list/invalidTokens", json!({"key": "within-leeway", "value": (now - 1000).to_string()}));
     post(&c, cs, "/cache-list/invalidTokens", json!({"key": "valid", "value": (now + day).to_string()}));
     post(
         &c,
@@ -89,7 +93,7 @@ fn case_evictions(cs: &CachingService) {
     assert_eq!(c.delete(cs.api("/cache-list/evict/tokens/invalidTokens")).send().unwrap().status(), 204);
     assert_eq!(c.delete(cs.api("/cache-list/evict/rules/invalidUsers")).send().unwrap().status(), 204);
     let all: Value = c.get(cs.api("/cache-list")).send().unwrap().json().unwrap();
-    assert_eq!(all["invalidTokens"].as_object().unwrap().keys().collect::<Vec<_>>(), ["valid"]);
+    assert_eq!(all["invalidTokens"].as_object().unwrap().keys().collect::<Vec<_>>(), ["valid", "within-leeway"]);
     assert_eq!(all["invalidUsers"].as_object().unwrap().keys().collect::<Vec<_>>(), ["recent"]);
 }
 
@@ -102,7 +106,15 @@ fn case_bad_input(cs: &CachingService) {
     zowe_error(raw(r#"{"key":"k","value":null}"#), 400, "ZWECS130E");
     zowe_error(raw(r#"{"key":"k","value":{"nested":1}}"#), 400, "ZWECS130E");
     zowe_error(raw(r#"{"key":"","value":"v"}"#), 400, "ZWECS132E");
-    zowe_error(raw(r#"{"value":"v"}"#), 400, "ZWECS132E");
+    // Zowe's checkForInvalidPayload: a payload without key or without value is invalid.
+    let no_key = zowe_error(raw(r#"{"value":"v"}"#), 400, "ZWECS130E");
+    assert!(no_key.to_string().contains("No key provided"), "{no_key}");
+    let no_value = zowe_error(raw(r#"{"key":"k"}"#), 400, "ZWECS130E");
+    assert!(no_value.to_string().contains("No value provided in the payload"), "{no_value}");
+    zowe_error(post(&c, cs, "/cache-list/m", json!({"key": "k"})), 400, "ZWECS130E");
+    zowe_error(post(&c, cs, "/cache-list/m", json!({"value": "v"})), 400, "ZWECS130E");
+    zowe_error(post(&c, cs, "/cache-list/m?merge=max", json!({"key": "k", "value": "not a number"})), 400, "ZWECS130E");
+    zowe_error(post(&c, cs, "/cache-list/m?merge=sideways", json!({"key": "k", "value": "1"})), 400, "ZWECS130E");
     zowe_error(post(&c, cs, "/cache", json!({"key": "k".repeat(1025), "value": "v"})), 400, "ZWECS130E");
     let big = json!({"key": "big", "value": "x".repeat(2 * 1024 * 1024)});
     zowe_error(post(&c, cs, "/cache", big), 413, "ZWECS137E");
@@ -141,34 +153,109 @@ fn case_namespaces_are_isolated(cs: &CachingService) {
     zowe_error(a.get(cs.api("/cache/mine")).send().unwrap(), 404, "ZWECS131E");
 }
 
+/// A POST in the namespace of service `svc` of the caller (counted against size and quota;
+/// the gateway certificate's own namespace is not).
+fn post_in(c: &Client, cs: &CachingService, svc: &str, path: &str, body: Value) -> reqwest::blocking::Response {
+    c.post(cs.api(path)).header("X-CS-Service-ID", svc).json(&body).send().unwrap()
+}
+
 fn case_size_limit_reject(cs: &CachingService) {
     let c = cs.ws.client();
+    let svc_post = |c: &Client, cs: &CachingService, path: &str, body: Value| post_in(c, cs, "svc", path, body);
     for i in 0..2 {
-        assert_eq!(post(&c, cs, "/cache", json!({"key": format!("k{i}"), "value": "v"})).status(), 201);
+        assert_eq!(svc_post(&c, cs, "/cache", json!({"key": format!("k{i}"), "value": "v"})).status(), 201);
     }
-    assert_eq!(post(&c, cs, "/cache-list/m", json!({"key": "x", "value": "v"})).status(), 201);
-    zowe_error(post(&c, cs, "/cache", json!({"key": "k3", "value": "v"})), 507, "ZWECS134E");
-    zowe_error(post(&c, cs, "/cache-list/m", json!({"key": "y", "value": "v"})), 507, "ZWECS134E");
-    assert_eq!(post(&c, cs, "/cache-list/m", json!({"key": "x", "value": "overwrite is no new entry"})).status(), 201);
-    assert_eq!(c.delete(cs.api("/cache/k0")).send().unwrap().status(), 204);
-    assert_eq!(post(&c, cs, "/cache", json!({"key": "k3", "value": "v"})).status(), 201);
+    assert_eq!(svc_post(&c, cs, "/cache-list/m", json!({"key": "x", "value": "v"})).status(), 201);
+    zowe_error(svc_post(&c, cs, "/cache", json!({"key": "k3", "value": "v"})), 507, "ZWECS134E");
+    zowe_error(svc_post(&c, cs, "/cache-list/m", json!({"key": "y", "value": "v"})), 507, "ZWECS134E");
+    assert_eq!(svc_post(&c, cs, "/cache-list/m", json!({"key": "x", "value": "overwrite is no new entry"})).status(), 201);
+    assert_eq!(c.delete(cs.api("/cache/k0")).header("X-CS-Service-ID", "svc").send().unwrap().status(), 204);
+    assert_eq!(svc_post(&c, cs, "/cache", json!({"key": "k3", "value": "v"})).status(), 201);
+    // The gateways' own namespace (revocations, the salt) is never refused for room.
+    assert_eq!(post(&c, cs, "/cache-list/invalidTokens", json!({"key": "t", "value": "1"})).status(), 201);
+    assert_eq!(post(&c, cs, "/cache", json!({"key": "salt", "value": "s"})).status(), 201);
 }
 
 fn case_size_limit_remove_oldest(cs: &CachingService) {
     let c = cs.ws.client();
-    assert_eq!(post(&c, cs, "/cache-list/m", json!({"key": "revocation", "value": "v"})).status(), 201);
+    // The gateways' own entries come first: the oldest, yet never evicted.
+    assert_eq!(post(&c, cs, "/cache", json!({"key": "salt", "value": "s"})).status(), 201);
+    let svc_post = |c: &Client, cs: &CachingService, path: &str, body: Value| post_in(c, cs, "svc", path, body);
+    assert_eq!(svc_post(&c, cs, "/cache-list/m", json!({"key": "revocation", "value": "v"})).status(), 201);
     for i in 0..5 {
-        assert_eq!(post(&c, cs, "/cache", json!({"key": format!("k{i}"), "value": "v"})).status(), 201, "k{i}");
+        assert_eq!(svc_post(&c, cs, "/cache", json!({"key": format!("k{i}"), "value": "v"})).status(), 201, "k{i}");
     }
-    let all: Value = c.get(cs.api("/cache")).send().unwrap().json().unwrap();
+    assert_eq!(get_value(&c, cs, None, "salt").as_deref(), Some("s"), "the gateways' salt is never evicted");
+    let all: Value = c.get(cs.api("/cache")).header("X-CS-Service-ID", "svc").send().unwrap().json().unwrap();
     let mut keys: Vec<_> = all.as_object().unwrap().keys().cloned().collect();
     keys.sort();
     assert_eq!(keys, ["k3", "k4"], "size 3: the oldest entries went");
     assert_eq!(
-        c.get(cs.api("/cache-list/m")).send().unwrap().json::<Value>().unwrap(),
+        c.get(cs.api("/cache-list/m")).header("X-CS-Service-ID", "svc").send().unwrap().json::<Value>().unwrap(),
         json!({"revocation": "v"}),
         "map entries are never evicted"
     );
+}
+
+/// The value of `key` in the caller's namespace (or its service `svc`'s), if present.
+fn get_value(c: &Client, cs: &CachingService, svc: Option<&str>, key: &str) -> Option<String> {
+    let mut req = c.get(cs.api(&format!("/cache/{key}")));
+    if let Some(s) = svc {
+        req = req.header("X-CS-Service-ID", s);
+    }
+    let r = req.send().unwrap();
+    (r.status() == 200).then(|| r.json::<Value>().unwrap()["value"].as_str().unwrap().to_owned())
+}
+
+/// Size 6, two entries per namespace: one caller cannot take another's room, and the gateways'
+/// own namespace is never refused.
+fn case_namespace_quota(cs: &CachingService, strategy: &str) {
+    let c = cs.ws.client();
+    for svc in ["a", "b", "c"] {
+        for i in 0..2 {
+            assert_eq!(post_in(&c, cs, svc, "/cache", json!({"key": format!("k{i}"), "value": "v"})).status(), 201, "{svc} k{i}");
+        }
+    }
+    if strategy == "reject" {
+        // a is at its quota, and the store is full.
+        zowe_error(post_in(&c, cs, "a", "/cache", json!({"key": "k2", "value": "v"})), 507, "ZWECS134E");
+        zowe_error(post_in(&c, cs, "a", "/cache-list/m", json!({"key": "x", "value": "v"})), 507, "ZWECS134E");
+        zowe_error(post_in(&c, cs, "d", "/cache", json!({"key": "k0", "value": "v"})), 507, "ZWECS134E");
+        assert_eq!(c.delete(cs.api("/cache/k0")).header("X-CS-Service-ID", "b").send().unwrap().status(), 204);
+        // b's freed room is b's and d's to take, not a's (a is at its quota).
+        zowe_error(post_in(&c, cs, "a", "/cache", json!({"key": "k2", "value": "v"})), 507, "ZWECS134E");
+        assert_eq!(post_in(&c, cs, "d", "/cache", json!({"key": "k0", "value": "v"})).status(), 201);
+    } else {
+        // a over its quota evicts a's own oldest entry, never another caller's.
+        assert_eq!(post_in(&c, cs, "a", "/cache", json!({"key": "k2", "value": "v"})).status(), 201);
+        assert_eq!(get_value(&c, cs, Some("a"), "k0"), None, "a's oldest went");
+        assert_eq!(get_value(&c, cs, Some("a"), "k1").as_deref(), Some("v"));
+        assert_eq!(get_value(&c, cs, Some("b"), "k0").as_deref(), Some("v"), "b keeps its entries");
+    }
+    // Whatever the others hold, the gateways' revocations and salt are written.
+    for i in 0..10 {
+        assert_eq!(post(&c, cs, "/cache-list/invalidTokens", json!({"key": format!("t{i}"), "value": "1"})).status(), 201);
+    }
+    assert_eq!(post(&c, cs, "/cache", json!({"key": "salt", "value": "s"})).status(), 201);
+    let m: Value = c.get(cs.api("/cache-list/invalidTokens")).send().unwrap().json().unwrap();
+    assert_eq!(m.as_object().unwrap().len(), 10);
+}
+
+/// `merge=max`: a stored revocation rule only rises, whatever order the writes come in.
+fn case_rules_only_rise(cs: &CachingService) {
+    let c = cs.ws.client();
+    let rule = |v: &str| post(&c, cs, "/cache-list/invalidUsers?merge=max", json!({"key": "alice", "value": v})).status();
+    let stored = || c.get(cs.api("/cache-list/invalidUsers")).send().unwrap().json::<Value>().unwrap()["alice"].clone();
+    assert_eq!(rule("500"), 201);
+    assert_eq!(stored(), "500");
+    assert_eq!(rule("1"), 201, "a lower rule is accepted...");
+    assert_eq!(stored(), "500", "...and changes nothing");
+    assert_eq!(rule("900"), 201);
+    assert_eq!(stored(), "900");
+    // A plain write over a non-number, then max: the number wins.
+    post(&c, cs, "/cache-list/invalidUsers", json!({"key": "bob", "value": "garbage"}));
+    assert_eq!(post(&c, cs, "/cache-list/invalidUsers?merge=max", json!({"key": "bob", "value": "7"})).status(), 201);
+    assert_eq!(c.get(cs.api("/cache-list/invalidUsers")).send().unwrap().json::<Value>().unwrap()["bob"], "7");
 }
 
 /// Reads feed lines from a streaming response.
@@ -230,10 +317,26 @@ fn case_change_feed(cs: &CachingService) {
     assert_eq!((del["op"].as_str(), del["key"].as_str()), (Some("delete"), Some("gone")));
     // An idle feed sends heartbeats.
     assert_eq!(feed.next()["type"], "heartbeat");
-    // Resuming from a revision replays exactly what came after it, without a snapshot.
-    let mut resumed = Feed::open(&c, cs, &format!("maps=invalidTokens&since={}", e1["revision"]));
+    // An idle feed sends heartbeats naming the store's epoch and latest revision.
+    let beat = feed.next();
+    assert_eq!((beat["type"].as_str(), beat["epoch"].as_str()), (Some("heartbeat"), snap["epoch"].as_str()));
+    assert!(beat["revision"].as_u64().unwrap() >= del["revision"].as_u64().unwrap(), "{beat}");
+    // Resuming from a revision of this store's epoch replays exactly what came after it,
+    // without a snapshot.
+    let epoch = snap["epoch"].as_str().expect("the snapshot names the store's epoch");
+    let mut resumed = Feed::open(&c, cs, &format!("maps=invalidTokens&since={}&epoch={epoch}", e1["revision"]));
     let first = resumed.next_event();
     assert_eq!((first["type"].as_str(), first["key"].as_str()), (Some("change"), Some("after")));
+    // A revision of another epoch, of no epoch, or ahead of the store gets a fresh snapshot.
+    for query in [
+        format!("maps=invalidTokens&since={}&epoch=another-store", e1["revision"]),
+        format!("maps=invalidTokens&since={}", e1["revision"]),
+        format!("maps=invalidTokens&since=999999999&epoch={epoch}"),
+    ] {
+        let first = Feed::open(&c, cs, &query).next();
+        assert_eq!(first["type"], "snapshot", "{query}");
+        assert_eq!(first["epoch"], epoch, "{query}");
+    }
     // A bad request is refused.
     zowe_error(c.get(cs.api("/feed")).send().unwrap(), 400, "ZWECS130E");
 }
@@ -244,7 +347,7 @@ fn case_health_and_metrics(cs: &CachingService) {
     assert_eq!(h["status"], "UP");
     assert_eq!(h["components"]["storage"]["status"], "UP");
     let c = cs.ws.client();
-    post(&c, cs, "/cache", json!({"key": "k", "value": "v"}));
+    post_in(&c, cs, "svc", "/cache", json!({"key": "k", "value": "v"}));
     let text = anonymous.get(cs.url("/application/metrics")).send().unwrap().text().unwrap();
     assert!(text.contains("plexgate_caching_requests_total{"), "{text}");
     assert!(text.contains("status=\"201\""), "{text}");
@@ -260,7 +363,11 @@ macro_rules! contract_suite {
             use super::*;
             fn start() -> Option<CachingService> { CachingService::start($mode) }
             fn start_sized(strategy: &str) -> Option<CachingService> {
-                let storage = format!("      size: 3\n      evictionStrategy: {strategy}\n");
+                let storage = format!("      size: 3\n      sizePerNamespace: 3\n      evictionStrategy: {strategy}\n");
+                CachingService::start_with(Setup { mode: $mode, storage: &storage, service: "" })
+            }
+            fn start_quota(strategy: &str) -> Option<CachingService> {
+                let storage = format!("      size: 6\n      sizePerNamespace: 2\n      evictionStrategy: {strategy}\n");
                 CachingService::start_with(Setup { mode: $mode, storage: &storage, service: "" })
             }
             #[test] fn crud() { if let Some(cs) = start() { case_crud(&cs) } }
@@ -272,6 +379,9 @@ macro_rules! contract_suite {
             #[test] fn size_limit_reject() { if let Some(cs) = start_sized("reject") { case_size_limit_reject(&cs) } }
             #[test] fn size_limit_remove_oldest() { if let Some(cs) = start_sized("removeOldest") { case_size_limit_remove_oldest(&cs) } }
             #[test] fn change_feed() { if let Some(cs) = start() { case_change_feed(&cs) } }
+            #[test] fn rules_only_rise() { if let Some(cs) = start() { case_rules_only_rise(&cs) } }
+            #[test] fn namespace_quota_reject() { if let Some(cs) = start_quota("reject") { case_namespace_quota(&cs, "reject") } }
+            #[test] fn namespace_quota_remove_oldest() { if let Some(cs) = start_quota("removeOldest") { case_namespace_quota(&cs, "removeOldest") } }
             #[test] fn health_and_metrics() { if let Some(cs) = start() { case_health_and_metrics(&cs) } }
         }
     )*};
@@ -323,7 +433,8 @@ fn durable_storage_survives_kill_9() {
         assert_eq!(post(&c, &cs, "/cache-list/invalidTokens", json!({"key": format!("t{i}"), "value": "1"})).status(), 201);
     }
     let mut feed = Feed::open(&c, &cs, "maps=invalidTokens");
-    let rev_before = feed.next()["revision"].as_u64().unwrap();
+    let snap = feed.next();
+    let (rev_before, epoch) = (snap["revision"].as_u64().unwrap(), snap["epoch"].as_str().unwrap().to_owned());
     drop(feed);
     cs.kill_and_restart();
     let c = cs.ws.client();
@@ -334,8 +445,9 @@ fn durable_storage_survives_kill_9() {
     }
     let tokens: Value = c.get(cs.api("/cache-list/invalidTokens")).send().unwrap().json().unwrap();
     assert_eq!(tokens.as_object().unwrap().len(), 50);
-    // Revisions keep counting up, so a subscriber can resume across the restart.
-    let mut feed = Feed::open(&c, &cs, &format!("maps=invalidTokens&since={rev_before}"));
+    // The store keeps its epoch and its revisions keep counting up, so a subscriber can resume
+    // across the restart.
+    let mut feed = Feed::open(&c, &cs, &format!("maps=invalidTokens&since={rev_before}&epoch={epoch}"));
     post(&c, &cs, "/cache-list/invalidTokens", json!({"key": "after-restart", "value": "1"}));
     let e = feed.next_event();
     assert_eq!((e["type"].as_str(), e["key"].as_str()), (Some("change"), Some("after-restart")));

@@ -9,6 +9,9 @@
 //! scheduler). Each write checks its preconditions (conflict, not found, full) before it
 //! changes anything, so a refused write in a batch leaves nothing behind. Reads run on the
 //! blocking pool for `durable` (they may touch the disk) and inline for `inMemory`.
+//!
+//! A `/cache` entry of an exempt namespace ([`Room::Exempt`]) is stored with creation
+//! sequence 0: it is in no age index and no count, so its deletion knows not to uncount it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +23,7 @@ use plexgate_config::EvictionStrategy;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 use tokio::sync::watch;
 
-use super::{Change, Entry, Limits, MapEntries, Op, Since, Snapshot, Storage, now_millis};
+use super::{Change, Entry, Limits, MapEntries, Merge, Op, Room, Since, Snapshot, Storage, max_value, new_epoch, now_millis};
 use crate::error::CacheError;
 
 /// `(namespace, key)` -> `(creation sequence, created millis, value)`.
@@ -31,8 +34,12 @@ const AGE: TableDefinition<u64, (&str, &str)> = TableDefinition::new("age");
 const MAPS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("maps");
 /// Revision -> JSON of the [`Change`]: the change feed's log.
 const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
-/// Counters: `rev` (last revision), `seq` (last creation sequence), `count` (entries held).
+/// Counters: `rev` (last revision), `seq` (last creation sequence), `count` (counted entries held).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Counted entries held per namespace (the quota's number).
+const NS_COUNT: TableDefinition<&str, u64> = TableDefinition::new("ns_count");
+/// The store's identity: `epoch`, made when the store is created.
+const IDENT: TableDefinition<&str, &str> = TableDefinition::new("ident");
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -48,6 +55,7 @@ pub struct Embedded {
     limits: Limits,
     revision: Arc<watch::Sender<u64>>,
     mode: &'static str,
+    epoch: String,
     /// To the writer thread; it ends when this is dropped.
     jobs: mpsc::Sender<Job>,
 }
@@ -75,18 +83,29 @@ impl Embedded {
 
     fn init(db: Database, limits: Limits, mode: &'static str) -> Result<Embedded, CacheError> {
         let txn = db.begin_write()?;
-        let rev = {
+        let (rev, epoch) = {
             // Create every table so readers never meet a missing one.
             txn.open_table(KV)?;
             txn.open_table(AGE)?;
             txn.open_table(MAPS)?;
+            txn.open_table(NS_COUNT)?;
+            let mut ident = txn.open_table(IDENT)?;
+            let stored = ident.get("epoch")?.map(|v| v.value().to_owned());
+            let epoch = match stored {
+                Some(e) => e,
+                None => {
+                    let e = new_epoch();
+                    ident.insert("epoch", e.as_str())?;
+                    e
+                }
+            };
             let mut feed = txn.open_table(FEED)?;
             let meta = txn.open_table(META)?;
             let rev = get(&meta, "rev")?;
             // A smaller retention than last time: trim now.
             let keep_from = rev.saturating_sub(limits.feed_retention) + 1;
             feed.retain(|r, _| r >= keep_from)?;
-            rev
+            (rev, epoch)
         };
         txn.commit()?;
         let db = Arc::new(db);
@@ -97,7 +116,8 @@ impl Embedded {
             .name(format!("{mode}-writer"))
             .spawn(move || writer(&wdb, limits, &wrev, &queue))
             .map_err(|e| CacheError::Startup(format!("cannot start the storage writer: {e}")))?;
-        Ok(Embedded { db, limits, revision, mode, jobs })
+        tracing::info!(mode, epoch, revision = rev, "embedded store opened");
+        Ok(Embedded { db, limits, revision, mode, epoch, jobs })
     }
 
     /// Runs a read with the database: on the blocking pool for a file, inline in memory.
@@ -173,6 +193,10 @@ fn writer(db: &Database, limits: Limits, revision: &watch::Sender<u64>, queue: &
     }
 }
 
+fn not_a_number() -> CacheError {
+    CacheError::BadPayload("a revocation rule's value must be epoch milliseconds (an unsigned integer)".to_owned())
+}
+
 fn get(meta: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<u64, CacheError> {
     Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
 }
@@ -183,24 +207,66 @@ fn bump(meta: &mut Table<&str, u64>, name: &str, delta: i64) -> Result<u64, Cach
     Ok(v)
 }
 
-/// Makes room for one more entry, per the eviction strategy.
-fn make_room(txn: &WriteTransaction, limits: Limits) -> Result<(), CacheError> {
-    let mut meta = txn.open_table(META)?;
-    if get(&meta, "count")? < limits.size {
-        return Ok(());
+/// Makes room for one more counted entry of `ns`, per its quota, the size and the eviction
+/// strategy, and counts it.
+fn make_room(txn: &WriteTransaction, limits: Limits, ns: &str) -> Result<(), CacheError> {
+    if ns_count(txn, ns)? >= limits.per_namespace {
+        if limits.eviction == EvictionStrategy::Reject {
+            return Err(CacheError::Full);
+        }
+        // The namespace's own oldest entry: its quota is its own business.
+        let mut oldest: Option<(u64, String)> = None;
+        for item in txn.open_table(KV)?.range::<(&str, &str)>((ns, "")..)? {
+            let (k, v) = item?;
+            let (n, key) = k.value();
+            if n != ns {
+                break;
+            }
+            let seq = v.value().0;
+            if seq != 0 && oldest.as_ref().is_none_or(|(s, _)| seq < *s) {
+                oldest = Some((seq, key.to_owned()));
+            }
+        }
+        let Some((seq, key)) = oldest else { return Err(CacheError::Full) };
+        evict(txn, seq, ns, &key)?;
     }
-    if limits.eviction == EvictionStrategy::Reject {
-        return Err(CacheError::Full);
+    if get(&txn.open_table(META)?, "count")? >= limits.size {
+        if limits.eviction == EvictionStrategy::Reject {
+            return Err(CacheError::Full);
+        }
+        let oldest = txn.open_table(AGE)?.first()?.map(|(k, v)| {
+            let (ns, key) = v.value();
+            (k.value(), ns.to_owned(), key.to_owned())
+        });
+        let Some((seq, victim_ns, key)) = oldest else { return Err(CacheError::Full) };
+        evict(txn, seq, &victim_ns, &key)?;
     }
-    let mut age = txn.open_table(AGE)?;
-    let oldest = age.pop_first()?.map(|(_, v)| {
-        let (ns, key) = v.value();
-        (ns.to_owned(), key.to_owned())
-    });
-    let Some((ns, key)) = oldest else { return Err(CacheError::Full) };
-    txn.open_table(KV)?.remove((ns.as_str(), key.as_str()))?;
-    bump(&mut meta, "count", -1)?;
+    count(txn, ns, 1)
+}
+
+/// Removes one counted `/cache` entry to make room.
+fn evict(txn: &WriteTransaction, seq: u64, ns: &str, key: &str) -> Result<(), CacheError> {
+    txn.open_table(AGE)?.remove(seq)?;
+    txn.open_table(KV)?.remove((ns, key))?;
+    count(txn, ns, -1)?;
     tracing::debug!(namespace = %ns, "storage full: evicted the oldest entry");
+    Ok(())
+}
+
+fn ns_count(txn: &WriteTransaction, ns: &str) -> Result<u64, CacheError> {
+    Ok(txn.open_table(NS_COUNT)?.get(ns)?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// Adds `delta` counted entries of `ns` (to its quota's number and to the store's).
+fn count(txn: &WriteTransaction, ns: &str, delta: i64) -> Result<(), CacheError> {
+    bump(&mut txn.open_table(META)?, "count", delta)?;
+    let n = ns_count(txn, ns)?.saturating_add_signed(delta);
+    let mut table = txn.open_table(NS_COUNT)?;
+    if n == 0 {
+        table.remove(ns)?;
+    } else {
+        table.insert(ns, n)?;
+    }
     Ok(())
 }
 
@@ -237,18 +303,22 @@ fn read_map(
 
 #[async_trait]
 impl Storage for Embedded {
-    async fn create(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
+    async fn create(&self, ns: &str, room: Room, key: &str, value: &str) -> Result<(), CacheError> {
         let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
         self.write(move |txn, limits| {
             if txn.open_table(KV)?.get((ns.as_str(), key.as_str()))?.is_some() {
                 return Err(CacheError::Conflict(key));
             }
-            make_room(txn, limits)?;
-            let mut meta = txn.open_table(META)?;
-            let seq = bump(&mut meta, "seq", 1)?;
-            bump(&mut meta, "count", 1)?;
+            let seq = match room {
+                Room::Exempt => 0,
+                Room::Counted => {
+                    make_room(txn, limits, &ns)?;
+                    let seq = bump(&mut txn.open_table(META)?, "seq", 1)?;
+                    txn.open_table(AGE)?.insert(seq, (ns.as_str(), key.as_str()))?;
+                    seq
+                }
+            };
             txn.open_table(KV)?.insert((ns.as_str(), key.as_str()), (seq, now_millis(), value.as_str()))?;
-            txn.open_table(AGE)?.insert(seq, (ns.as_str(), key.as_str()))?;
             Ok(())
         })
         .await
@@ -309,8 +379,10 @@ impl Storage for Embedded {
         self.write(move |txn, _| {
             let removed = txn.open_table(KV)?.remove((ns.as_str(), key.as_str()))?.map(|v| v.value().0);
             let Some(seq) = removed else { return Err(CacheError::NotFound(key)) };
-            txn.open_table(AGE)?.remove(seq)?;
-            bump(&mut txn.open_table(META)?, "count", -1)?;
+            if seq != 0 {
+                txn.open_table(AGE)?.remove(seq)?;
+                count(txn, &ns, -1)?;
+            }
             Ok(())
         })
         .await
@@ -334,19 +406,28 @@ impl Storage for Embedded {
                 kv.remove((ns.as_str(), key.as_str()))?;
                 age.remove(*seq)?;
             }
-            bump(&mut txn.open_table(META)?, "count", -(doomed.len() as i64))?;
+            drop((kv, age));
+            let counted = doomed.iter().filter(|(_, seq)| *seq != 0).count();
+            count(txn, &ns, -(counted as i64))?;
             Ok(())
         })
         .await
     }
 
-    async fn map_put(&self, ns: &str, map: &str, key: &str, value: &str) -> Result<(), CacheError> {
+    async fn map_put(&self, ns: &str, room: Room, map: &str, key: &str, value: &str, merge: Merge) -> Result<(), CacheError> {
         let (ns, map, key, value) = (ns.to_owned(), map.to_owned(), key.to_owned(), value.to_owned());
         self.write(move |txn, limits| {
-            let exists = txn.open_table(MAPS)?.get((ns.as_str(), map.as_str(), key.as_str()))?.is_some();
-            if !exists {
-                make_room(txn, limits)?;
-                bump(&mut txn.open_table(META)?, "count", 1)?;
+            let old = txn.open_table(MAPS)?.get((ns.as_str(), map.as_str(), key.as_str()))?.map(|v| v.value().to_owned());
+            let value = match merge {
+                Merge::Overwrite => value,
+                Merge::Max => max_value(old.as_deref(), &value).ok_or_else(not_a_number)?,
+            };
+            if merge == Merge::Max && old.as_deref() == Some(value.as_str()) {
+                // A rule only rises: an equal or lower one changes nothing.
+                return Ok(());
+            }
+            if old.is_none() && room == Room::Counted {
+                make_room(txn, limits, &ns)?;
             }
             txn.open_table(MAPS)?.insert((ns.as_str(), map.as_str(), key.as_str()), value.as_str())?;
             record(txn, limits, &ns, &map, Op::Put { key, value })
@@ -381,7 +462,7 @@ impl Storage for Embedded {
         .await
     }
 
-    async fn map_remove(&self, ns: &str, map: &str, keys: &[String]) -> Result<usize, CacheError> {
+    async fn map_remove(&self, ns: &str, room: Room, map: &str, keys: &[String]) -> Result<usize, CacheError> {
         let (ns, map, keys) = (ns.to_owned(), map.to_owned(), keys.to_vec());
         self.write(move |txn, limits| {
             let mut removed = 0;
@@ -392,14 +473,16 @@ impl Storage for Embedded {
                     record(txn, limits, &ns, &map, Op::Delete { key })?;
                 }
             }
-            bump(&mut txn.open_table(META)?, "count", -(removed as i64))?;
+            if room == Room::Counted {
+                count(txn, &ns, -(removed as i64))?;
+            }
             Ok(removed)
         })
         .await
     }
 
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {
-        let (ns, names) = (ns.to_owned(), maps.to_vec());
+        let (ns, names, epoch) = (ns.to_owned(), maps.to_vec(), self.epoch.clone());
         self.blocking(move |db, _| {
             // One read transaction: the maps and the revision are of the same moment.
             let txn = db.begin_read()?;
@@ -410,16 +493,23 @@ impl Storage for Embedded {
                 let entries = read_map(&table, &ns, &name)?;
                 maps.insert(name, entries);
             }
-            Ok(Snapshot { revision, maps })
+            Ok(Snapshot { epoch, revision, maps })
         })
         .await
     }
 
-    async fn since(&self, revision: u64, limit: usize) -> Result<Since, CacheError> {
+    async fn since(&self, epoch: &str, revision: u64, limit: usize) -> Result<Since, CacheError> {
+        if epoch != self.epoch {
+            return Ok(Since::TooOld);
+        }
         self.blocking(move |db, _| {
             let txn = db.begin_read()?;
             let last = get(&txn.open_table(META)?, "rev")?;
-            if revision >= last {
+            // Ahead of the store: not a revision of this store's history.
+            if revision > last {
+                return Ok(Since::TooOld);
+            }
+            if revision == last {
                 return Ok(Since::Changes(Vec::new()));
             }
             let feed = txn.open_table(FEED)?;

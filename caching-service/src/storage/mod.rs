@@ -6,9 +6,19 @@
 //! consistent snapshot at revision R and then follow every change after R.
 //!
 //! Counting rule for `storage.size`: every `/cache` key and every entry of every `/cache-list`
-//! map counts as one, summed over all namespaces. `removeOldest` evicts the oldest `/cache`
-//! entry and never a map entry: maps hold revocations, and evicting one would make a
-//! revoked token valid again. When only map entries are left, a full store rejects (507).
+//! map counts as one, summed over all counted namespaces; each namespace also has its own
+//! quota (`storage.sizePerNamespace`), so one caller cannot take every other caller's room.
+//! The trusted gateways' own namespace ([`Room::Exempt`]: revocations, PAT rules, sticky
+//! routes, the salt) counts against neither and is never refused for lack of room: a logout
+//! must not fail because another caller filled the store. It is bounded instead by the
+//! gateways' automatic eviction of expired entries. `removeOldest` evicts the oldest counted
+//! `/cache` entry (of the namespace, when its quota is reached) and never a map entry: maps
+//! hold revocations, and evicting one would make a revoked token valid again. When only map
+//! entries are left, a full store rejects (507).
+//!
+//! Every store has an epoch: an id made when the store is created and kept with it. The feed
+//! carries it, so a subscriber never resumes a revision of one store on another (an inMemory
+//! store restarted, a flushed Redis, another instance's store).
 
 mod embedded;
 mod redis;
@@ -72,9 +82,31 @@ pub enum Op {
     },
 }
 
+/// Whether a write counts against `storage.size` and the namespace quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// A caller's namespace: counted, refused (or evicting) when full.
+    Counted,
+    /// The trusted gateways' own namespace: never counted, never refused for room, never
+    /// evicted by `removeOldest`.
+    Exempt,
+}
+
+/// How `map_put` combines the new value with a stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// The new value replaces the stored one (Zowe's `cache-list` semantics).
+    Overwrite,
+    /// Both are unsigned integers and the larger one stays (revocation rules only rise), decided
+    /// atomically inside the store's write.
+    Max,
+}
+
 /// Maps of one namespace as of one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
+    /// The store's epoch (see the module doc).
+    pub epoch: String,
     /// Every change up to and including this revision is in `maps`.
     pub revision: u64,
     /// The requested maps (absent ones are empty).
@@ -88,6 +120,8 @@ pub struct Limits {
     pub size: u64,
     /// What a full store does.
     pub eviction: EvictionStrategy,
+    /// Most counted entries of one namespace.
+    pub per_namespace: u64,
     /// Changes kept in the feed log.
     pub feed_retention: u64,
 }
@@ -97,7 +131,8 @@ pub struct Limits {
 pub enum Since {
     /// Every change after the asked revision, in order (possibly none).
     Changes(Vec<Change>),
-    /// The log no longer reaches back that far: take a snapshot instead.
+    /// The log no longer reaches back that far, the revision belongs to another epoch, or it
+    /// is ahead of the store: take a snapshot instead.
     TooOld,
 }
 
@@ -105,7 +140,7 @@ pub enum Since {
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Creates `key`; [`CacheError::Conflict`] if it exists, [`CacheError::Full`] if no room.
-    async fn create(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError>;
+    async fn create(&self, ns: &str, room: Room, key: &str, value: &str) -> Result<(), CacheError>;
     /// Reads `key`; [`CacheError::NotFound`] if absent.
     async fn get(&self, ns: &str, key: &str) -> Result<Entry, CacheError>;
     /// Every entry of the namespace.
@@ -116,18 +151,20 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete(&self, ns: &str, key: &str) -> Result<(), CacheError>;
     /// Deletes every `/cache` entry of the namespace (maps stay).
     async fn clear(&self, ns: &str) -> Result<(), CacheError>;
-    /// Sets `key` in `map`, overwriting; recorded in the change feed.
-    async fn map_put(&self, ns: &str, map: &str, key: &str, value: &str) -> Result<(), CacheError>;
+    /// Sets `key` in `map` as `merge` says; recorded in the change feed with the value stored.
+    /// With [`Merge::Max`] a value that is not an unsigned integer is [`CacheError::BadPayload`].
+    async fn map_put(&self, ns: &str, room: Room, map: &str, key: &str, value: &str, merge: Merge) -> Result<(), CacheError>;
     /// The entries of `map`, or `None` when the namespace has no such map.
     async fn map_get(&self, ns: &str, map: &str) -> Result<Option<MapEntries>, CacheError>;
     /// Every map of the namespace.
     async fn maps(&self, ns: &str) -> Result<BTreeMap<String, MapEntries>, CacheError>;
     /// Removes `keys` from `map` (absent ones are skipped); recorded in the feed. Returns how many went.
-    async fn map_remove(&self, ns: &str, map: &str, keys: &[String]) -> Result<usize, CacheError>;
-    /// `maps` of the namespace and the revision they are at, read consistently.
+    async fn map_remove(&self, ns: &str, room: Room, map: &str, keys: &[String]) -> Result<usize, CacheError>;
+    /// `maps` of the namespace, the revision they are at and the epoch, read consistently.
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError>;
-    /// Changes (of any namespace) after `revision`, at most `limit` of them.
-    async fn since(&self, revision: u64, limit: usize) -> Result<Since, CacheError>;
+    /// Changes (of any namespace) after `revision` of `epoch`, at most `limit` of them; an
+    /// empty list is a fresh proof (read from the store now) that nothing happened since.
+    async fn since(&self, epoch: &str, revision: u64, limit: usize) -> Result<Since, CacheError>;
     /// The latest revision, updated as changes happen (also those made by other caching
     /// service instances sharing the same store).
     fn revisions(&self) -> watch::Receiver<u64>;
@@ -146,7 +183,8 @@ pub trait Storage: Send + Sync + 'static {
 /// Opens the back end `config` asks for.
 pub async fn open(config: &CachingServiceConfig) -> Result<Arc<dyn Storage>, CacheError> {
     let s = &config.storage;
-    let limits = Limits { size: s.size, eviction: s.eviction_strategy, feed_retention: config.feed_retention };
+    let limits =
+        Limits { size: s.size, eviction: s.eviction_strategy, per_namespace: s.size_per_namespace, feed_retention: config.feed_retention };
     Ok(match s.mode {
         StorageMode::InMemory => Arc::new(Embedded::memory(limits)?),
         StorageMode::Durable => Arc::new(Embedded::file(&s.durable_file, limits).await?),
@@ -160,6 +198,19 @@ pub async fn open(config: &CachingServiceConfig) -> Result<Arc<dyn Storage>, Cac
             ));
         }
     })
+}
+
+/// The stored value of a [`Merge::Max`] write: the larger of `old` and `new`; `None` when
+/// `new` is no unsigned integer. An unreadable stored value loses to any readable one.
+pub fn max_value(old: Option<&str>, new: &str) -> Option<String> {
+    let n = new.trim().parse::<u64>().ok()?;
+    let o = old.and_then(|o| o.trim().parse::<u64>().ok()).unwrap_or(0);
+    Some(n.max(o).to_string())
+}
+
+/// A new epoch id.
+pub fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Milliseconds since the epoch, now.

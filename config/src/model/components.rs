@@ -159,6 +159,10 @@ pub const DEFAULT_MAX_FAILURES_PER_ADDRESS: i64 = 20;
 pub const DEFAULT_RATE_LIMIT_WINDOW: Dur = Dur::ms(60_000);
 /// How long the revocation view is trusted while its change feed is down.
 pub const DEFAULT_STALENESS_BOUND: Dur = Dur::ms(30_000);
+/// How often each gateway evicts expired revocations, old rules and idle sticky routes.
+pub const DEFAULT_EVICT_INTERVAL: Dur = Dur::ms(600_000);
+/// How long a sticky route (`apiml.lb.type: authentication`) lives without being used.
+pub const DEFAULT_STICKY_IDLE_TIMEOUT: Dur = Dur::ms(8 * 3_600_000);
 /// After SIGTERM, how long the gateway reports DRAINING while still accepting connections.
 pub const DEFAULT_SHUTDOWN_GRACE: Dur = Dur::ms(2_000);
 /// After the grace period, how long open requests may take to finish.
@@ -197,6 +201,8 @@ pub struct Routing {
     pub health_check_interval: Dur,
     /// First ejection after a failure.
     pub ejection: Dur,
+    /// How long a sticky route lives unused before it is evicted.
+    pub sticky_idle_timeout: Dur,
 }
 
 impl Default for Routing {
@@ -209,6 +215,7 @@ impl Default for Routing {
             retries: DEFAULT_RETRIES,
             health_check_interval: DEFAULT_SERVICE_HEALTH_INTERVAL,
             ejection: DEFAULT_EJECTION,
+            sticky_idle_timeout: DEFAULT_STICKY_IDLE_TIMEOUT,
         }
     }
 }
@@ -272,11 +279,14 @@ impl Default for LoginRateLimit {
 pub struct Revocation {
     /// How long the view is trusted without its change feed; past it, the caching service is asked per request.
     pub staleness_bound: Dur,
+    /// How often expired revocations (after `exp` plus the leeway), rules older than 90 days
+    /// and idle sticky routes are evicted from the caching service.
+    pub evict_interval: Dur,
 }
 
 impl Default for Revocation {
     fn default() -> Revocation {
-        Revocation { staleness_bound: DEFAULT_STALENESS_BOUND }
+        Revocation { staleness_bound: DEFAULT_STALENESS_BOUND, evict_interval: DEFAULT_EVICT_INTERVAL }
     }
 }
 
@@ -437,6 +447,9 @@ pub struct Storage {
     pub mode: String,
     /// Most entries held (per the caching service's counting rule).
     pub size: i64,
+    /// Our own: most entries one caller's namespace may hold (default: a quarter of `size`),
+    /// so one caller cannot take every other caller's room. `0` means the default.
+    pub size_per_namespace: i64,
     /// `reject` (507 when full) or `removeOldest`.
     pub eviction_strategy: String,
     /// Our own: the `durable` store.
@@ -454,6 +467,7 @@ impl Default for Storage {
         Storage {
             mode: DEFAULT_STORAGE_MODE.to_owned(),
             size: DEFAULT_STORAGE_SIZE,
+            size_per_namespace: 0,
             eviction_strategy: DEFAULT_EVICTION_STRATEGY.to_owned(),
             durable: Durable::default(),
             redis: Redis::default(),

@@ -28,6 +28,10 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, s: &model::Storage, workspace: &Path) -> 
         _ => StorageMode::Durable,
     };
     let size = u64::from(ctx.at_least(&format!("{P}.size"), s.size, 1));
+    let size_per_namespace = match s.size_per_namespace {
+        0 => (size / 4).max(1),
+        n => u64::from(ctx.at_least(&format!("{P}.sizePerNamespace"), n, 1)).min(size),
+    };
     let eviction_strategy = match ctx.choice(&format!("{P}.evictionStrategy"), &s.eviction_strategy, EVICTION_STRATEGIES) {
         Some(1) => EvictionStrategy::RemoveOldest,
         _ => EvictionStrategy::Reject,
@@ -36,7 +40,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, s: &model::Storage, workspace: &Path) -> 
     let durable_file =
         s.durable.file.as_deref().map(|f| ctx.path(f)).unwrap_or_else(|| workspace.join("caching-service").join(format!("{name}.redb")));
     let redis = (mode == StorageMode::Redis).then(|| redis(ctx, &s.redis));
-    StorageConfig { mode, size, eviction_strategy, durable_file, redis }
+    StorageConfig { mode, size, size_per_namespace, eviction_strategy, durable_file, redis }
 }
 
 fn redis(ctx: &mut Ctx<'_>, r: &model::Redis) -> RedisConfig {

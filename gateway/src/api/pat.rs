@@ -98,13 +98,21 @@ pub async fn revoke(State(g): St, OriginalUri(uri): OriginalUri, body: Body) -> 
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The optional `timestamp` of a rule body; now when absent or 0.
+/// How far past this gateway's clock a caller's `timestamp` may be (a client's clock a little
+/// ahead) before it is refused; within it, the rule is set to now.
+const FUTURE_TOLERANCE_MILLIS: u64 = 1000;
+
+/// The optional `timestamp` of a rule body: now when absent or 0, never later than now (a rule
+/// dated in the future would revoke tokens not yet issued); one clearly in the future is
+/// refused. Whatever it is, the stored rule only rises (see [`crate::revocation`]).
 fn timestamp(v: &Value) -> Result<u64, GatewayError> {
+    let now = now_millis();
     match &v["timestamp"] {
-        Value::Null => Ok(now_millis()),
+        Value::Null => Ok(now),
         t => match t.as_u64() {
-            Some(0) => Ok(now_millis()),
-            Some(ms) => Ok(ms),
+            Some(0) => Ok(now),
+            Some(ms) if ms > now.saturating_add(FUTURE_TOLERANCE_MILLIS) => Err(GatewayError::RevokeTimestampInFuture(ms)),
+            Some(ms) => Ok(ms.min(now)),
             None => Err(GatewayError::RevokeBodyInvalid),
         },
     }

@@ -226,10 +226,8 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
                     instance.failed(g.routes.config.ejection);
                 } else {
                     instance.succeeded();
-                    if let (true, Some(u)) = (service.def.sticky_by_user, user.as_deref())
-                        && g.sticky.get(&service.def.service_id, u).as_deref() != Some(instance.id.as_str())
-                    {
-                        g.sticky.set(&service.def.service_id, u, &instance.id).await;
+                    if let (true, Some(u)) = (service.def.sticky_by_user, user.as_deref()) {
+                        g.sticky.served(&service.def.service_id, u, &instance.id).await;
                     }
                 }
                 return Ok(downstream(resp, idle));

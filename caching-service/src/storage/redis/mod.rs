@@ -106,8 +106,8 @@ use tokio::sync::watch;
 use self::follow::Revisions;
 use self::link::{Conn, Link};
 use self::reply::{array, bad_reply, change, entry, int, pairs, text};
-use self::scripts::{AGE, COUNT, FEED, REV, SCRIPTS, SEQ};
-use super::{Entry, Limits, MapEntries, Since, Snapshot, Storage, now_millis};
+use self::scripts::{AGE, COUNT, EPOCH, FEED, NS_COUNT, REV, SCRIPTS, SEQ};
+use super::{Entry, Limits, MapEntries, Merge, Room, Since, Snapshot, Storage, new_epoch, now_millis};
 use crate::error::CacheError;
 
 /// How long a replica count read with `ROLE` is trusted.
@@ -255,13 +255,15 @@ impl RedisStorage {
         ::redis::from_redis_value(v).map_err(|e| CacheError::Internal(format!("redis ({what}): unexpected reply: {e}")))
     }
 
-    /// Runs a write script: KEYS = the five shared keys then `keys`; ARGV = size, eviction,
-    /// retention, revision floor, then `args`.
+    /// Runs a write script for namespace `ns`: KEYS = the six shared keys then `keys`; ARGV =
+    /// size, eviction, retention, revision floor, room, quota, hex namespace, then `args`.
+    #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
         what: &str,
         retry: Retry,
         script: &'static Script,
+        (ns, room): (&str, Room),
         keys: &[String],
         args: &[&str],
     ) -> Result<(Outcome, Conn), CacheError> {
@@ -272,11 +274,15 @@ impl RedisStorage {
         let (size, retain, floor) =
             (self.limits.size.to_string(), self.limits.feed_retention.to_string(), self.revision.highest().to_string());
         let mut inv = script.key(COUNT);
-        inv.key(SEQ).key(REV).key(FEED).key(AGE);
+        inv.key(SEQ).key(REV).key(FEED).key(AGE).key(NS_COUNT);
         for k in keys {
             inv.key(k);
         }
-        inv.arg(size).arg(evict).arg(retain).arg(floor);
+        let room = match room {
+            Room::Counted => "counted",
+            Room::Exempt => "exempt",
+        };
+        inv.arg(size).arg(evict).arg(retain).arg(floor).arg(room).arg(self.limits.per_namespace.to_string()).arg(scripts::hex(ns));
         for a in args {
             inv.arg(*a);
         }
@@ -341,13 +347,14 @@ fn outcome_error(o: &Outcome, key: &str) -> Option<CacheError> {
 
 #[async_trait]
 impl Storage for RedisStorage {
-    async fn create(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
+    async fn create(&self, ns: &str, room: Room, key: &str, value: &str) -> Result<(), CacheError> {
         let created = now_millis().to_string();
         let (o, _) = self
             .write(
                 "create",
                 Retry::OnlyIfRefused,
                 &SCRIPTS.create,
+                (ns, room),
                 &[scripts::kv(ns)],
                 &[key, value, &created, &scripts::age_member(ns, key)],
             )
@@ -371,27 +378,50 @@ impl Storage for RedisStorage {
     }
 
     async fn update(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
-        let (o, _) = self.write("update", Retry::Safe, &SCRIPTS.update, &[scripts::kv(ns)], &[key, value]).await?;
+        let (o, _) = self.write("update", Retry::Safe, &SCRIPTS.update, (ns, Room::Counted), &[scripts::kv(ns)], &[key, value]).await?;
         outcome_error(&o, key).map_or(Ok(()), Err)
     }
 
     async fn delete(&self, ns: &str, key: &str) -> Result<(), CacheError> {
-        let (o, _) =
-            self.write("delete", Retry::OnlyIfRefused, &SCRIPTS.delete, &[scripts::kv(ns)], &[key, &scripts::age_member(ns, key)]).await?;
+        let (o, _) = self
+            .write(
+                "delete",
+                Retry::OnlyIfRefused,
+                &SCRIPTS.delete,
+                (ns, Room::Counted),
+                &[scripts::kv(ns)],
+                &[key, &scripts::age_member(ns, key)],
+            )
+            .await?;
         outcome_error(&o, key).map_or(Ok(()), Err)
     }
 
     async fn clear(&self, ns: &str) -> Result<(), CacheError> {
-        let (o, _) = self.write("clear", Retry::Safe, &SCRIPTS.clear, &[scripts::kv(ns)], &[&scripts::hex(ns)]).await?;
+        let (o, _) = self.write("clear", Retry::Safe, &SCRIPTS.clear, (ns, Room::Counted), &[scripts::kv(ns)], &[]).await?;
         outcome_error(&o, "").map_or(Ok(()), Err)
     }
 
-    async fn map_put(&self, ns: &str, map: &str, key: &str, value: &str) -> Result<(), CacheError> {
+    async fn map_put(&self, ns: &str, room: Room, map: &str, key: &str, value: &str, merge: Merge) -> Result<(), CacheError> {
+        let merge = match merge {
+            Merge::Overwrite => "overwrite",
+            // Lua numbers are doubles: integers are exact up to 2^53 (epoch millis are far below).
+            Merge::Max if value.parse::<u64>().is_ok_and(|v| v < 1 << 53) => "max",
+            Merge::Max => {
+                return Err(CacheError::BadPayload(
+                    "a revocation rule's value must be epoch milliseconds (an unsigned integer)".to_owned(),
+                ));
+            }
+        };
         let keys = [scripts::map(ns, map), scripts::maps(ns)];
-        let (o, mut conn) =
-            self.write("map put", Retry::OnlyIfRefused, &SCRIPTS.map_put, &keys, &[ns, map, &scripts::hex(map), key, value]).await?;
+        let (o, mut conn) = self
+            .write("map put", Retry::OnlyIfRefused, &SCRIPTS.map_put, (ns, room), &keys, &[ns, map, &scripts::hex(map), key, value, merge])
+            .await?;
         if let Some(e) = outcome_error(&o, key) {
             return Err(e);
+        }
+        if o.n == 0 {
+            // A rule that did not rise: nothing changed.
+            return Ok(());
         }
         self.after_map_write(o.revision, &mut conn).await;
         Ok(())
@@ -425,7 +455,7 @@ impl Storage for RedisStorage {
         Ok(out)
     }
 
-    async fn map_remove(&self, ns: &str, map: &str, keys: &[String]) -> Result<usize, CacheError> {
+    async fn map_remove(&self, ns: &str, room: Room, map: &str, keys: &[String]) -> Result<usize, CacheError> {
         if keys.is_empty() {
             return Ok(0);
         }
@@ -433,7 +463,7 @@ impl Storage for RedisStorage {
         let hex_map = scripts::hex(map);
         let mut args: Vec<&str> = vec![ns, map, &hex_map];
         args.extend(keys.iter().map(String::as_str));
-        let (o, mut conn) = self.write("map remove", Retry::OnlyIfRefused, &SCRIPTS.map_remove, &names, &args).await?;
+        let (o, mut conn) = self.write("map remove", Retry::OnlyIfRefused, &SCRIPTS.map_remove, (ns, room), &names, &args).await?;
         if let Some(e) = outcome_error(&o, "") {
             return Err(e);
         }
@@ -446,27 +476,30 @@ impl Storage for RedisStorage {
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {
         let names: Vec<String> = maps.iter().map(|m| scripts::map(ns, m)).collect();
         let mut inv = SCRIPTS.snapshot.key(REV);
+        inv.key(EPOCH);
         for n in &names {
             inv.key(n);
         }
+        inv.arg(new_epoch());
         let reply: Value = self.run("snapshot", Retry::Safe, Request::Script(inv)).await?;
         let items = array(&reply)?;
-        let [rev, entries @ ..] = items else { return Err(bad_reply("snapshot", &reply)) };
+        let [rev, epoch, entries @ ..] = items else { return Err(bad_reply("snapshot", &reply)) };
         if entries.len() != maps.len() {
             return Err(bad_reply("snapshot", &reply));
         }
         let revision = int(rev)?;
+        let epoch = text(epoch)?;
         self.revision.saw(revision);
         let maps = maps.iter().zip(entries).map(|(m, e)| Ok((m.clone(), pairs(e)?))).collect::<Result<_, CacheError>>()?;
-        Ok(Snapshot { revision, maps })
+        Ok(Snapshot { epoch, revision, maps })
     }
 
-    async fn since(&self, revision: u64, limit: usize) -> Result<Since, CacheError> {
+    async fn since(&self, epoch: &str, revision: u64, limit: usize) -> Result<Since, CacheError> {
         let (after, count, from, at) =
             (revision.to_string(), limit.max(1).to_string(), format!("{}-0", revision.saturating_add(1)), format!("{revision}-0"));
         let reply = {
             let mut inv = SCRIPTS.since.key(REV);
-            inv.key(FEED).arg(after).arg(count).arg(from).arg(at);
+            inv.key(FEED).key(EPOCH).arg(after).arg(count).arg(from).arg(at).arg(epoch);
             self.run::<Value>("since", Retry::Safe, inv).await?
         };
         let items = array(&reply)?;

@@ -68,25 +68,55 @@ pub(super) fn maps(ns: &str) -> String {
     format!("{PREFIX}maps:{}", hex(ns))
 }
 
-/// Shared head of the write scripts. KEYS[1..5] = count, seq, rev, feed, age; ARGV[1..4] =
-/// size, eviction strategy, feed retention, revision floor (the highest revision the calling
-/// process has seen).
-const HEAD: &str = r#"
-local count_key, seq_key, rev_key, feed_key, age_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local size, evict, retain, floor = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+/// Counted entries per namespace: field = hex namespace.
+pub(super) const NS_COUNT: &str = "plexgate:nscount";
+/// The store's epoch (see [`super::super`]): made by the first caching service that finds none.
+pub(super) const EPOCH: &str = "plexgate:epoch";
+/// Prefix of a namespace's own age index (followed by the hex namespace), for its quota.
+const NS_AGE_PREFIX: &str = "plexgate:age:";
 
--- Room for one more entry: true, or false when full. Evicts at most the one oldest /cache
--- entry, never a map entry.
-local function make_room()
-  local count = tonumber(redis.call('GET', count_key) or '0')
-  if count < size then return true end
-  if evict ~= 'removeOldest' then return false end
-  local oldest = redis.call('ZPOPMIN', age_key)
-  if #oldest == 0 then return false end
-  local member = oldest[1]
+/// Shared head of the write scripts. KEYS[1..6] = count, seq, rev, feed, age, ns count;
+/// ARGV[1..7] = size, eviction strategy, feed retention, revision floor (the highest revision
+/// the calling process has seen), room (`counted` or `exempt`), namespace quota, hex namespace.
+const HEAD: &str = r#"
+local count_key, seq_key, rev_key, feed_key, age_key, ns_count_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local size, evict, retain, floor = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local room, quota, hns = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+
+-- Counted entries of namespace `h` change by `delta` (its quota's number and the store's).
+local function count(h, delta)
+  redis.call('INCRBY', count_key, delta)
+  if redis.call('HINCRBY', ns_count_key, h, delta) <= 0 then redis.call('HDEL', ns_count_key, h) end
+end
+
+-- Removes one counted /cache entry, named by its age member `<hex ns>:<key>`.
+local function evict_member(member)
   local at = string.find(member, ':', 1, true)
-  redis.call('HDEL', '@KV@' .. string.sub(member, 1, at - 1), string.sub(member, at + 1))
-  redis.call('DECR', count_key)
+  local h = string.sub(member, 1, at - 1)
+  redis.call('ZREM', age_key, member)
+  redis.call('ZREM', '@NSAGE@' .. h, member)
+  redis.call('HDEL', '@KV@' .. h, string.sub(member, at + 1))
+  count(h, -1)
+end
+
+-- Room for one more counted entry of this namespace: true (and counted), or false when full.
+-- Evicts at most one /cache entry per limit reached (the namespace's oldest for its quota,
+-- the store's oldest for the size), never a map entry, never an exempt one.
+local function make_room()
+  if room == 'exempt' then return true end
+  if tonumber(redis.call('HGET', ns_count_key, hns) or '0') >= quota then
+    if evict ~= 'removeOldest' then return false end
+    local oldest = redis.call('ZRANGE', '@NSAGE@' .. hns, 0, 0)
+    if #oldest == 0 then return false end
+    evict_member(oldest[1])
+  end
+  if tonumber(redis.call('GET', count_key) or '0') >= size then
+    if evict ~= 'removeOldest' then return false end
+    local oldest = redis.call('ZRANGE', age_key, 0, 0)
+    if #oldest == 0 then return false end
+    evict_member(oldest[1])
+  end
+  count(hns, 1)
   return true
 end
 
@@ -109,75 +139,86 @@ local function record(ns, map, op, key, value)
 end
 "#;
 
-/// KEYS[6] = kv hash; ARGV[5..8] = key, value, created millis, age member.
+/// KEYS[7] = kv hash; ARGV[8..11] = key, value, created millis, age member.
 const CREATE: &str = r#"
-if redis.call('HEXISTS', KEYS[6], ARGV[5]) == 1 then return {'conflict', 0, 0} end
+if redis.call('HEXISTS', KEYS[7], ARGV[8]) == 1 then return {'conflict', 0, 0} end
 if not make_room() then return {'full', 0, 0} end
-local seq = redis.call('INCR', seq_key)
-redis.call('INCR', count_key)
-redis.call('HSET', KEYS[6], ARGV[5], ARGV[7] .. ':' .. ARGV[6])
-redis.call('ZADD', age_key, seq, ARGV[8])
+if room ~= 'exempt' then
+  local seq = redis.call('INCR', seq_key)
+  redis.call('ZADD', age_key, seq, ARGV[11])
+  redis.call('ZADD', '@NSAGE@' .. hns, seq, ARGV[11])
+end
+redis.call('HSET', KEYS[7], ARGV[8], ARGV[10] .. ':' .. ARGV[9])
 return {'ok', 0, 1}
 "#;
 
-/// KEYS[6] = kv hash; ARGV[5..6] = key, value. Keeps the creation time and age.
+/// KEYS[7] = kv hash; ARGV[8..9] = key, value. Keeps the creation time and age.
 const UPDATE: &str = r#"
-local old = redis.call('HGET', KEYS[6], ARGV[5])
+local old = redis.call('HGET', KEYS[7], ARGV[8])
 if not old then return {'notfound', 0, 0} end
 local at = string.find(old, ':', 1, true)
-redis.call('HSET', KEYS[6], ARGV[5], string.sub(old, 1, at) .. ARGV[6])
+redis.call('HSET', KEYS[7], ARGV[8], string.sub(old, 1, at) .. ARGV[9])
 return {'ok', 0, 1}
 "#;
 
-/// KEYS[6] = kv hash; ARGV[5..6] = key, age member.
+/// KEYS[7] = kv hash; ARGV[8..9] = key, age member. Only a counted entry is in the age index.
 const DELETE: &str = r#"
-if redis.call('HDEL', KEYS[6], ARGV[5]) == 0 then return {'notfound', 0, 0} end
-redis.call('ZREM', age_key, ARGV[6])
-redis.call('DECR', count_key)
+if redis.call('HDEL', KEYS[7], ARGV[8]) == 0 then return {'notfound', 0, 0} end
+if redis.call('ZREM', age_key, ARGV[9]) == 1 then
+  redis.call('ZREM', '@NSAGE@' .. hns, ARGV[9])
+  count(hns, -1)
+end
 return {'ok', 0, 1}
 "#;
 
-/// KEYS[6] = kv hash; ARGV[5] = hex namespace.
+/// KEYS[7] = kv hash.
 const CLEAR: &str = r#"
-local keys = redis.call('HKEYS', KEYS[6])
-local batch = {}
+local keys = redis.call('HKEYS', KEYS[7])
+local batch, counted = {}, 0
 for _, k in ipairs(keys) do
-  batch[#batch + 1] = ARGV[5] .. ':' .. k
+  batch[#batch + 1] = hns .. ':' .. k
   if #batch == 500 then
-    redis.call('ZREM', age_key, unpack(batch))
+    counted = counted + redis.call('ZREM', age_key, unpack(batch))
     batch = {}
   end
 end
-if #batch > 0 then redis.call('ZREM', age_key, unpack(batch)) end
+if #batch > 0 then counted = counted + redis.call('ZREM', age_key, unpack(batch)) end
 if #keys > 0 then
-  redis.call('DEL', KEYS[6])
-  redis.call('DECRBY', count_key, #keys)
+  redis.call('DEL', KEYS[7], '@NSAGE@' .. hns)
+  if counted > 0 then count(hns, -counted) end
 end
 return {'ok', 0, #keys}
 "#;
 
-/// KEYS[6..7] = map hash, map-name set; ARGV[5..9] = namespace, map, hex map, key, value.
+/// KEYS[7..8] = map hash, map-name set; ARGV[8..12] = namespace, map, hex map, key, value;
+/// ARGV[13] = `overwrite` or `max` (the value then an integer, checked by the caller; the
+/// larger of it and the stored one stays, and an equal or lower one changes nothing).
 const MAP_PUT: &str = r#"
-if redis.call('HEXISTS', KEYS[6], ARGV[8]) == 0 then
-  if not make_room() then return {'full', 0, 0} end
-  redis.call('INCR', count_key)
+local old = redis.call('HGET', KEYS[7], ARGV[11])
+local value = ARGV[12]
+if ARGV[13] == 'max' then
+  local o = tonumber(old or '') or 0
+  if old and o >= tonumber(value) then return {'ok', 0, 0} end
 end
-redis.call('HSET', KEYS[6], ARGV[8], ARGV[9])
-redis.call('SADD', KEYS[7], ARGV[7])
-return {'ok', record(ARGV[5], ARGV[6], 'put', ARGV[8], ARGV[9]), 1}
+if not old then
+  if not make_room() then return {'full', 0, 0} end
+end
+redis.call('HSET', KEYS[7], ARGV[11], value)
+redis.call('SADD', KEYS[8], ARGV[10])
+return {'ok', record(ARGV[8], ARGV[9], 'put', ARGV[11], value), 1}
 "#;
 
-/// KEYS[6..7] = map hash, map-name set; ARGV[5..7] = namespace, map, hex map; ARGV[8..] = keys.
+/// KEYS[7..8] = map hash, map-name set; ARGV[8..10] = namespace, map, hex map; ARGV[11..] = keys.
 const MAP_REMOVE: &str = r#"
 local removed, rev = 0, 0
-for i = 8, #ARGV do
-  if redis.call('HDEL', KEYS[6], ARGV[i]) == 1 then
+for i = 11, #ARGV do
+  if redis.call('HDEL', KEYS[7], ARGV[i]) == 1 then
     removed = removed + 1
-    rev = record(ARGV[5], ARGV[6], 'delete', ARGV[i], nil)
+    rev = record(ARGV[8], ARGV[9], 'delete', ARGV[i], nil)
   end
 end
-if removed > 0 then redis.call('DECRBY', count_key, removed) end
-if redis.call('EXISTS', KEYS[6]) == 0 then redis.call('SREM', KEYS[7], ARGV[7]) end
+if removed > 0 and room ~= 'exempt' then count(hns, -removed) end
+if redis.call('EXISTS', KEYS[7]) == 0 then redis.call('SREM', KEYS[8], ARGV[10]) end
 return {'ok', rev, removed}
 "#;
 
@@ -191,16 +232,20 @@ end
 return out
 "#;
 
-/// KEYS[1] = rev; KEYS[2..] = map hashes. Returns `[rev, [k, v, ...] per map]`.
+/// KEYS[1..2] = rev, epoch; KEYS[3..] = map hashes; ARGV[1] = an epoch to set when there is
+/// none (a new or flushed Redis). Returns `[rev, epoch, [k, v, ...] per map]`.
 const SNAPSHOT: &str = r#"
-local out = {tonumber(redis.call('GET', KEYS[1]) or '0')}
-for i = 2, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('GET', KEYS[2])}
+for i = 3, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
 return out
 "#;
 
-/// KEYS[1..2] = rev, feed; ARGV[1..4] = after, limit, first wanted id, id of `after`. Returns
-/// `[0]` (nothing new), `[1]` (too old) or `[0, entries]`.
+/// KEYS[1..3] = rev, feed, epoch; ARGV[1..5] = after, limit, first wanted id, id of `after`,
+/// the subscriber's epoch. Returns `[0]` (nothing new), `[1]` (too old) or `[0, entries]`.
 const SINCE: &str = r#"
+-- Another store's revision (a flushed Redis has no epoch, or a new one).
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then return {1} end
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local after = tonumber(ARGV[1])
 if after == last then return {0} end
@@ -232,7 +277,7 @@ pub(super) struct Scripts {
 
 /// The scripts, built once.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
-    let write = |body: &str| Script::new(&format!("{}{body}", HEAD.replace("@KV@", KV_PREFIX)));
+    let write = |body: &str| Script::new(&format!("{HEAD}{body}").replace("@KV@", KV_PREFIX).replace("@NSAGE@", NS_AGE_PREFIX));
     Scripts {
         create: write(CREATE),
         update: write(UPDATE),
