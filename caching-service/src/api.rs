@@ -27,6 +27,9 @@ pub const BASE: &str = "/cachingservice/api/v1";
 pub const MAX_KEY_BYTES: usize = 1024;
 /// Rules older than this are dropped by `evict/rules` (as Zowe does).
 pub const RULE_MAX_AGE_MILLIS: u64 = 90 * 24 * 3600 * 1000;
+/// Kept past expiry plus leeway: token checks compare whole seconds, so a token expiring at
+/// `exp` passes until `exp + leeway + 1 s`.
+pub const EVICTION_MARGIN_MILLIS: u64 = 1000;
 
 /// What every handler needs.
 pub struct AppState {
@@ -249,7 +252,7 @@ async fn evict_tokens(
     headers: HeaderMap,
     Path(map): Path<String>,
 ) -> Result<StatusCode, CacheError> {
-    let cutoff = now_millis().saturating_sub(s.leeway.as_millis() as u64);
+    let cutoff = now_millis().saturating_sub(s.leeway.as_millis() as u64 + EVICTION_MARGIN_MILLIS);
     evict_where(&s, &peer, &headers, &map, |v| expiry_millis(v).is_some_and(|e| e < cutoff)).await
 }
 
@@ -260,7 +263,7 @@ async fn evict_rules(
     headers: HeaderMap,
     Path(map): Path<String>,
 ) -> Result<StatusCode, CacheError> {
-    let cutoff = now_millis().saturating_sub(RULE_MAX_AGE_MILLIS + s.leeway.as_millis() as u64);
+    let cutoff = now_millis().saturating_sub(RULE_MAX_AGE_MILLIS + s.leeway.as_millis() as u64 + EVICTION_MARGIN_MILLIS);
     evict_where(&s, &peer, &headers, &map, |v| v.trim().parse::<u64>().is_ok_and(|t| t < cutoff)).await
 }
 

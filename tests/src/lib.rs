@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod distributor;
 pub mod drills;
 pub mod forge;
+pub mod freeze;
 pub mod https;
 pub mod process;
 pub mod redis;

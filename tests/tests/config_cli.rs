@@ -124,3 +124,23 @@ fn static_service_definitions_are_validated_too() {
     let run = ws.run(&["config", "validate"], "").expect_code(0);
     assert!(run.stdout().contains("1 API service(s)"), "{}", run.stdout());
 }
+
+#[test]
+fn several_caching_services_with_separate_embedded_stores_are_refused() {
+    let ws = Workspace::new();
+    // lpar2 runs a caching service of its own next to lpar1's, both `durable`: two stores.
+    let split = EXAMPLE.replace("      caching-service:\n        enabled: false\n", "      caching-service:\n        port: 27555\n");
+    assert_ne!(split, EXAMPLE);
+    let file = ws.write("split.yaml", &split);
+    let err = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2).stderr();
+    assert!(err.contains("components.caching-service.storage.mode"), "{err}");
+    assert!(err.contains("haInstances lpar1, lpar2 each run a caching service with its own embedded store"), "{err}");
+    assert!(err.contains("`redis`"), "{err}");
+    // `plexgate up` refuses it too, before starting anything.
+    let up = ws.run(&["up", "-c", file.to_str().unwrap()], "");
+    assert_eq!(up.code(), 2, "{}", up.stderr());
+    // Shared Redis behind both is fine.
+    let shared = split.replace("      mode: durable\n", "      mode: redis\n      redis: {masterNodeUri: \"127.0.0.1:6379\"}\n");
+    let file = ws.write("shared.yaml", &shared);
+    ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(0);
+}
