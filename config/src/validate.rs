@@ -198,7 +198,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         port: ctx.port("components.caching-service.port", cs.port),
         storage: storage::check(ctx, &cs.storage, &workspace_directory),
         max_request_size: ctx.at_least("components.caching-service.maxRequestSize", cs.max_request_size, 1024) as usize,
-        trusted_gateways: cs.trusted_gateways.clone(),
+        trusted_gateways: trusted_gateways(ctx, &cs.trusted_gateways),
         feed_retention: u64::from(ctx.at_least("components.caching-service.changeFeed.retention", cs.change_feed.retention, 1)),
         feed_heartbeat: cs.change_feed.heartbeat.0,
         certificates: certs::resolve(
@@ -240,6 +240,20 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         zosmf,
         sample_service_ports,
     }
+}
+
+/// `trustedGateways`, each checked to be an RFC 4514 DN (a string that is not would never
+/// match, or match what it was not meant to).
+fn trusted_gateways(ctx: &mut Ctx<'_>, dns: &[String]) -> Vec<String> {
+    for (i, dn) in dns.iter().enumerate() {
+        if let Err(e) = crate::dn::Dn::parse(dn) {
+            ctx.problem(
+                &format!("components.caching-service.trustedGateways.{i}"),
+                format!("`{dn}` is {e}; escape `,` `+` `\\` and the like in values with `\\`"),
+            );
+        }
+    }
+    dns.to_vec()
 }
 
 fn tls_versions(ctx: &mut Ctx<'_>, t: &model::Tls) -> TlsVersions {

@@ -5,6 +5,7 @@
 //! and waits for conditions with a deadline ([`assert_eventually!`]) instead of sleeping.
 
 pub mod caching;
+pub mod certs;
 pub mod cluster;
 pub mod distributor;
 pub mod drills;
