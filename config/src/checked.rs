@@ -153,6 +153,8 @@ pub struct GatewayConfig {
     pub routing: RoutingConfig,
     /// Connections start with a PROXY protocol v2 header.
     pub proxy_protocol: bool,
+    /// Peers whose PROXY headers are believed (others' connections are closed).
+    pub proxy_protocol_trusted_sources: Vec<crate::cidr::AddressRange>,
 }
 
 /// Forwarding to API services, checked.

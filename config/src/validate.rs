@@ -12,6 +12,7 @@ use crate::unknown::nearest;
 
 pub(crate) mod certs;
 mod distributor;
+mod gateway;
 mod storage;
 
 /// Collects problems and warnings while one view is checked.
@@ -171,6 +172,11 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             ejection: g.routing.ejection.0,
         },
         proxy_protocol: g.proxy_protocol,
+        proxy_protocol_trusted_sources: gateway::proxy_sources(
+            ctx,
+            g,
+            y.components.distributor.address.as_deref().unwrap_or(&first_domain),
+        ),
     };
     let mut gateway = gateway;
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());

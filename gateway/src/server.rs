@@ -76,6 +76,7 @@ pub struct GatewayServer {
     grace: Duration,
     timeout: Duration,
     proxy_protocol: bool,
+    proxy_sources: Arc<[plexgate_config::cidr::AddressRange]>,
 }
 
 impl GatewayServer {
@@ -147,6 +148,7 @@ impl GatewayServer {
             grace: g.shutdown_grace,
             timeout: g.shutdown_timeout,
             proxy_protocol: g.proxy_protocol,
+            proxy_sources: g.proxy_protocol_trusted_sources.clone().into(),
         })
     }
 
@@ -177,6 +179,13 @@ impl GatewayServer {
                 },
                 _ = &mut stop_accepting => break,
             };
+            if self.proxy_protocol && !self.proxy_sources.iter().any(|r| r.contains(peer.ip())) {
+                // Its PROXY header could name any client: closed before a byte is read.
+                metrics::counter!(crate::metrics::PROXY_UNTRUSTED_CONNECTIONS_TOTAL).increment(1);
+                tracing::warn!(%peer, "connection closed: the peer is not a trusted source of PROXY headers (components.gateway.proxyProtocolTrustedSources)");
+                drop(tcp);
+                continue;
+            }
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let app = self.app.clone();

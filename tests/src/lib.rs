@@ -12,6 +12,7 @@ pub mod drills;
 pub mod forge;
 pub mod https;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod zosmf;
 pub mod zowe_cli;

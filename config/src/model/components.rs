@@ -108,6 +108,10 @@ pub struct Gateway {
     pub routing: Routing,
     /// Our own: every connection starts with a PROXY protocol v2 header from the distributor.
     pub proxy_protocol: bool,
+    /// Our own: addresses or networks (`10.1.0.0/16`) whose PROXY headers are believed; any
+    /// other peer's connection is closed. Default: the distributor's address as far as the
+    /// configuration names it (see `validate::gateway::proxy_sources`).
+    pub proxy_protocol_trusted_sources: Option<Vec<String>>,
     /// Certificates of this component, overriding `zowe.certificate`.
     pub certificate: Option<Certificate>,
     /// Zowe's (accepted, unused).
@@ -136,6 +140,7 @@ impl Default for Gateway {
             static_definitions_directories: None,
             routing: Routing::default(),
             proxy_protocol: false,
+            proxy_protocol_trusted_sources: None,
             certificate: None,
             debug: None,
             server: None,
