@@ -142,6 +142,11 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             verification_certificates: g.jwt.verification_certificates.iter().map(|p| ctx.path(p)).collect(),
         },
         login_rate_limit: RateLimitConfig {
+            max_failures_per_user_and_address: ctx.at_least(
+                "components.gateway.loginRateLimit.maxFailuresPerUserAndAddress",
+                g.login_rate_limit.max_failures_per_user_and_address,
+                1,
+            ),
             max_failures_per_user: ctx.at_least(
                 "components.gateway.loginRateLimit.maxFailuresPerUser",
                 g.login_rate_limit.max_failures_per_user,
@@ -172,6 +177,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             ejection: g.routing.ejection.0,
         },
         proxy_protocol: g.proxy_protocol,
+        admin: None,
         proxy_protocol_trusted_sources: gateway::proxy_sources(
             ctx,
             g,
@@ -179,6 +185,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         ),
     };
     let mut gateway = gateway;
+    gateway.admin = gateway::admin(ctx, g, gateway.port);
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());
     gateway.jwt.signing_certificate =
         g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());

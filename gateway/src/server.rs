@@ -77,6 +77,7 @@ pub struct GatewayServer {
     timeout: Duration,
     proxy_protocol: bool,
     proxy_sources: Arc<[plexgate_config::cidr::AddressRange]>,
+    admin: Option<TcpListener>,
 }
 
 impl GatewayServer {
@@ -140,6 +141,16 @@ impl GatewayServer {
             .await
             .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), provider = state.provider.name(), "gateway listening");
+        let admin = match &g.admin {
+            Some(a) => {
+                let l = TcpListener::bind((a.address.as_str(), a.port))
+                    .await
+                    .map_err(|e| setup("admin listener", format!("cannot listen on {}:{}: {e}", a.address, a.port)))?;
+                tracing::info!(address = %format!("{}:{}", a.address, a.port), "gateway admin listener (health details, metrics)");
+                Some(l)
+            }
+            None => None,
+        };
         Ok(GatewayServer {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
@@ -149,6 +160,7 @@ impl GatewayServer {
             timeout: g.shutdown_timeout,
             proxy_protocol: g.proxy_protocol,
             proxy_sources: g.proxy_protocol_trusted_sources.clone().into(),
+            admin,
         })
     }
 
@@ -158,7 +170,16 @@ impl GatewayServer {
     }
 
     /// Serves until `shutdown` completes, then drains (see the module doc).
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        // The admin listener lives as long as the process: health details during the drain too.
+        if let Some(admin) = self.admin.take() {
+            let app = crate::api::health::admin_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(admin, app).await {
+                    tracing::error!(error = %e, "admin listener stopped");
+                }
+            });
+        }
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let stop_accepting = async {
             shutdown.await;

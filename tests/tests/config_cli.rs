@@ -141,10 +141,8 @@ fn proxy_protocol_sources_and_trusted_gateway_dns_are_checked_where_written() {
     assert!(err.contains("`not-an-address` is not an IP address"), "{err}");
     assert!(err.contains("components.gateway.proxyProtocolTrustedSources.2 (line"), "{err}");
     assert!(err.contains("components.caching-service.trustedGateways.0 (line"), "{err}");
-    // proxyProtocol with a distributor known only by name: nothing to trust is refused.
-    let by_name = EXAMPLE
-        .replace("  gateway:\n    enabled: true\n", "  gateway:\n    enabled: true\n    proxyProtocol: true\n")
-        .replace("  distributor:\n", "  distributor:\n    address: distributor.example\n");
+    // proxyProtocol (on in the example) with a distributor known only by name: nothing to trust is refused.
+    let by_name = EXAMPLE.replace("  distributor:\n", "  distributor:\n    address: distributor.example\n");
     let file = ws.write("by-name.yaml", &by_name);
     let run = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2);
     assert!(run.stderr().contains("components.gateway.proxyProtocolTrustedSources"), "{}", run.stderr());

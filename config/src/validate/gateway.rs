@@ -1,8 +1,9 @@
 //! `components.gateway`, the parts with rules of their own: whom PROXY protocol headers are
-//! believed from.
+//! believed from, and the admin listener.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::checked::AdminConfig;
 use crate::cidr::AddressRange;
 use crate::model;
 
@@ -66,4 +67,25 @@ fn default_sources(distributor_address: &str) -> Vec<AddressRange> {
         out.extend(loopback.into_iter().map(AddressRange::single).filter(|r| r.network != ip));
     }
     out
+}
+
+/// `admin`: on by default, on loopback, at the gateway's port + 6 unless given.
+pub(crate) fn admin(ctx: &mut Ctx<'_>, g: &model::Gateway, gateway_port: u16) -> Option<AdminConfig> {
+    if !g.admin.enabled {
+        return None;
+    }
+    let port = match g.admin.port {
+        Some(p) => ctx.port(&format!("{P}.admin.port"), p),
+        None => match u16::try_from(i64::from(gateway_port) + model::DEFAULT_GATEWAY_ADMIN_PORT_OFFSET) {
+            Ok(p) => p,
+            Err(_) => {
+                ctx.problem(&format!("{P}.admin.port"), format!("the default (gateway port {gateway_port} + 6) is no port: set one"));
+                0
+            }
+        },
+    };
+    if port == gateway_port {
+        ctx.problem(&format!("{P}.admin.port"), format!("found {port}, the gateway's own port; give the admin listener another"));
+    }
+    Some(AdminConfig { address: g.admin.address.clone(), port })
 }
