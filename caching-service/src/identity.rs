@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use plexgate_config::dn::Dn;
+
 use crate::error::CacheError;
 
 /// Header by which a trusted gateway names the end caller.
@@ -46,7 +48,7 @@ pub struct Identities {
 impl Identities {
     /// Trusts `roots`; `gateways` are the DNs allowed to pass identities.
     pub fn new(verifier: Arc<dyn ClientCertVerifier>, gateways: Vec<String>) -> Identities {
-        let gateways = gateways.iter().map(|g| normalize(g)).collect();
+        let gateways = gateways.iter().filter_map(|g| normalize(g)).collect();
         Identities { verifier, gateways }
     }
 
@@ -58,7 +60,7 @@ impl Identities {
         }
         match subject_dn(end) {
             Some(dn) => {
-                let gateway = self.gateways.contains(&normalize(&dn));
+                let gateway = self.gateways.contains(&dn);
                 PeerIdentity::Trusted { dn, gateway }
             }
             None => PeerIdentity::Untrusted,
@@ -68,19 +70,21 @@ impl Identities {
 
 pub use plexgate_config::tls::subject_dn;
 
-/// A DN for comparison: attributes trimmed, types upper-cased, order kept.
-pub fn normalize(dn: &str) -> String {
-    dn.split(',')
-        .map(|part| match part.split_once('=') {
-            Some((k, v)) => format!("{}={}", k.trim().to_ascii_uppercase(), v.trim()),
-            None => part.trim().to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+/// A DN string in the one form DNs are compared and namespaced in: parsed as RFC 4514 and
+/// printed again with types upper-cased and values escaped; `None` when it is no DN.
+pub fn normalize(dn: &str) -> Option<String> {
+    Dn::parse(dn).ok().map(|d| d.to_string())
 }
 
-/// The namespace of a request: the caller's DN (or the one a trusted gateway passes on),
-/// with `, SERVICE=<id>` when `X-CS-Service-ID` is sent.
+/// What separates the caller's DN from an `X-CS-Service-ID` in a namespace key. A printed
+/// [`Dn`] escapes every control character, so no DN (whatever a certificate or a gateway
+/// holds) can contain it, and `<dn><SEP><service>` can never equal another DN's namespace nor
+/// another `(dn, service)` pair's.
+pub const SERVICE_SEPARATOR: char = '\u{1f}';
+
+/// The namespace of a request: the caller's DN (or the one a trusted gateway passes on), in
+/// its normalized form, followed by [`SERVICE_SEPARATOR`] and the id when `X-CS-Service-ID`
+/// is sent.
 pub fn namespace(peer: &PeerIdentity, headers: &HeaderMap) -> Result<String, CacheError> {
     let (dn, gateway) = match peer {
         PeerIdentity::Anonymous => return Err(CacheError::Forbidden("a client certificate is required")),
@@ -93,14 +97,19 @@ pub fn namespace(peer: &PeerIdentity, headers: &HeaderMap) -> Result<String, Cac
         Some(_) if !gateway => {
             return Err(CacheError::Forbidden("only trusted gateway certificates may send X-Certificate-DistinguishedName"));
         }
-        Some(v) => v.to_str().map_err(|_| CacheError::NoIdentity)?.trim().to_owned(),
+        Some(v) => {
+            let text = v.to_str().map_err(|_| CacheError::NoIdentity)?.trim();
+            if text.is_empty() {
+                return Err(CacheError::NoIdentity);
+            }
+            normalize(text).ok_or_else(|| {
+                CacheError::BadPayload("X-Certificate-DistinguishedName must be an RFC 4514 distinguished name".to_owned())
+            })?
+        }
     };
-    if caller.is_empty() {
-        return Err(CacheError::NoIdentity);
-    }
     match headers.get(SERVICE_ID_HEADER).map(|v| v.to_str()) {
         None => Ok(caller),
-        Some(Ok(id)) if !id.trim().is_empty() => Ok(format!("{caller}, SERVICE={}", id.trim())),
+        Some(Ok(id)) if !id.trim().is_empty() => Ok(format!("{caller}{SERVICE_SEPARATOR}{}", id.trim())),
         Some(_) => Err(CacheError::BadPayload("X-CS-Service-ID must be a non-empty visible ASCII string".to_owned())),
     }
 }
@@ -175,7 +184,7 @@ mod tests {
         let svc = PeerIdentity::Trusted { dn: "CN=svc, O=x".into(), gateway: false };
         let gw = PeerIdentity::Trusted { dn: "CN=gw, O=x".into(), gateway: true };
         assert_eq!(namespace(&svc, &headers(&[])).unwrap(), "CN=svc, O=x");
-        assert_eq!(namespace(&svc, &headers(&[("x-cs-service-id", "gateway")])).unwrap(), "CN=svc, O=x, SERVICE=gateway");
+        assert_eq!(namespace(&svc, &headers(&[("x-cs-service-id", "gateway")])).unwrap(), "CN=svc, O=x\u{1f}gateway");
         assert_eq!(namespace(&gw, &headers(&[("x-certificate-distinguishedname", "CN=user")])).unwrap(), "CN=user");
         assert!(matches!(namespace(&svc, &headers(&[("x-certificate-distinguishedname", "CN=user")])), Err(CacheError::Forbidden(_))));
         assert!(matches!(namespace(&gw, &headers(&[("x-certificate-distinguishedname", " ")])), Err(CacheError::NoIdentity)));
@@ -187,5 +196,15 @@ mod tests {
     fn dns_compare_ignoring_spacing_and_type_case() {
         assert_eq!(normalize("CN=a, O=b"), normalize("cn=a,O=b"));
         assert_ne!(normalize("CN=a, O=b"), normalize("O=b, CN=a"));
+        assert_ne!(normalize("CN=a, O=b"), normalize(r"CN=a\, O=b"));
+    }
+
+    #[test]
+    fn service_namespaces_never_equal_a_passed_dn() {
+        let gw = PeerIdentity::Trusted { dn: "CN=gw, O=x".into(), gateway: true };
+        let with_service = namespace(&gw, &headers(&[("x-certificate-distinguishedname", "CN=u"), ("x-cs-service-id", "s")])).unwrap();
+        for dn in ["CN=u, SERVICE=s", "CN=u,SERVICE=s", r"CN=u\1Fs"] {
+            assert_ne!(namespace(&gw, &headers(&[("x-certificate-distinguishedname", dn)])).unwrap(), with_service, "{dn}");
+        }
     }
 }

@@ -156,6 +156,10 @@ pub struct GatewayConfig {
     pub routing: RoutingConfig,
     /// Connections start with a PROXY protocol v2 header.
     pub proxy_protocol: bool,
+    /// Peers whose PROXY headers are believed (others' connections are closed).
+    pub proxy_protocol_trusted_sources: Vec<crate::cidr::AddressRange>,
+    /// The admin listener (detailed health, metrics), if enabled.
+    pub admin: Option<AdminConfig>,
 }
 
 /// Forwarding to API services, checked.
@@ -210,7 +214,9 @@ pub struct JwtConfig {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitConfig {
-    /// Per user.
+    /// Per (user, client address): the first limit a guesser meets.
+    pub max_failures_per_user_and_address: u32,
+    /// Per user, from every address.
     pub max_failures_per_user: u32,
     /// Per client address.
     pub max_failures_per_address: u32,

@@ -11,6 +11,8 @@
 //! Relative paths in the file are relative to the current directory of the process.
 
 mod checked;
+pub mod cidr;
+pub mod dn;
 mod document;
 pub mod env;
 mod error;

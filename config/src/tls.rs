@@ -114,21 +114,11 @@ pub fn client_config(c: &Certificates, v: TlsVersions, verify: VerifyCertificate
     Ok(builder.with_client_auth_cert(load_certs(&c.client_certificate)?, load_key(&c.client_key)?)?)
 }
 
-/// The subject DN of a certificate, most specific attribute first, as Java's
-/// `X500Principal.getName()` prints it (`CN=..., O=...`): what Zowe passes on and compares.
+/// The subject DN of a certificate, most specific attribute first (`CN=..., O=...`, as
+/// Java's `X500Principal` prints it), with attribute values escaped as RFC 4514 says, so that
+/// no two different names print alike (see [`crate::dn`]).
 pub fn subject_dn(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let mut parts: Vec<String> = Vec::new();
-    for rdn in parsed.subject().iter_rdn() {
-        for atv in rdn.iter() {
-            let name = x509_parser::objects::oid2abbrev(atv.attr_type(), x509_parser::objects::oid_registry())
-                .map(str::to_owned)
-                .unwrap_or_else(|_| atv.attr_type().to_id_string());
-            parts.push(format!("{name}={}", atv.as_str().ok()?));
-        }
-    }
-    parts.reverse();
-    Some(parts.join(", "))
+    crate::dn::Dn::of_certificate(cert.as_ref()).map(|dn| dn.to_string())
 }
 
 /// The subject's common name of a certificate.

@@ -12,6 +12,7 @@ use crate::unknown::nearest;
 
 pub(crate) mod certs;
 mod distributor;
+mod gateway;
 mod storage;
 
 /// Collects problems and warnings while one view is checked.
@@ -141,6 +142,11 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             verification_certificates: g.jwt.verification_certificates.iter().map(|p| ctx.path(p)).collect(),
         },
         login_rate_limit: RateLimitConfig {
+            max_failures_per_user_and_address: ctx.at_least(
+                "components.gateway.loginRateLimit.maxFailuresPerUserAndAddress",
+                g.login_rate_limit.max_failures_per_user_and_address,
+                1,
+            ),
             max_failures_per_user: ctx.at_least(
                 "components.gateway.loginRateLimit.maxFailuresPerUser",
                 g.login_rate_limit.max_failures_per_user,
@@ -173,8 +179,15 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             sticky_idle_timeout: g.routing.sticky_idle_timeout.0,
         },
         proxy_protocol: g.proxy_protocol,
+        admin: None,
+        proxy_protocol_trusted_sources: gateway::proxy_sources(
+            ctx,
+            g,
+            y.components.distributor.address.as_deref().unwrap_or(&first_domain),
+        ),
     };
     let mut gateway = gateway;
+    gateway.admin = gateway::admin(ctx, g, gateway.port);
     gateway.jwt.signing_key = g.jwt.signing_key.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.key.clone());
     gateway.jwt.signing_certificate =
         g.jwt.signing_certificate.as_deref().map(|p| ctx.path(p)).unwrap_or_else(|| gateway.certificates.certificate.clone());
@@ -202,7 +215,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         port: ctx.port("components.caching-service.port", cs.port),
         storage: storage::check(ctx, &cs.storage, &workspace_directory),
         max_request_size: ctx.at_least("components.caching-service.maxRequestSize", cs.max_request_size, 1024) as usize,
-        trusted_gateways: cs.trusted_gateways.clone(),
+        trusted_gateways: trusted_gateways(ctx, &cs.trusted_gateways),
         feed_retention: u64::from(ctx.at_least("components.caching-service.changeFeed.retention", cs.change_feed.retention, 1)),
         feed_heartbeat: cs.change_feed.heartbeat.0,
         certificates: certs::resolve(
@@ -244,6 +257,20 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         zosmf,
         sample_service_ports,
     }
+}
+
+/// `trustedGateways`, each checked to be an RFC 4514 DN (a string that is not would never
+/// match, or match what it was not meant to).
+fn trusted_gateways(ctx: &mut Ctx<'_>, dns: &[String]) -> Vec<String> {
+    for (i, dn) in dns.iter().enumerate() {
+        if let Err(e) = crate::dn::Dn::parse(dn) {
+            ctx.problem(
+                &format!("components.caching-service.trustedGateways.{i}"),
+                format!("`{dn}` is {e}; escape `,` `+` `\\` and the like in values with `\\`"),
+            );
+        }
+    }
+    dns.to_vec()
 }
 
 fn tls_versions(ctx: &mut Ctx<'_>, t: &model::Tls) -> TlsVersions {

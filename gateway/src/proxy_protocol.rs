@@ -3,7 +3,9 @@
 //! `X-Forwarded-For` show the real client although the TCP peer is the distributor.
 //!
 //! With `components.gateway.proxyProtocol: true` every connection must start with a header;
-//! one that does not is closed (a client could otherwise claim any address).
+//! one that does not is closed (a client could otherwise claim any address), and so is every
+//! connection from a peer outside `components.gateway.proxyProtocolTrustedSources`, before a
+//! byte of it is read (see `server.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -76,6 +76,8 @@ pub struct GatewayServer {
     grace: Duration,
     timeout: Duration,
     proxy_protocol: bool,
+    proxy_sources: Arc<[plexgate_config::cidr::AddressRange]>,
+    admin: Option<TcpListener>,
 }
 
 impl GatewayServer {
@@ -139,6 +141,16 @@ impl GatewayServer {
             .await
             .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), provider = state.provider.name(), "gateway listening");
+        let admin = match &g.admin {
+            Some(a) => {
+                let l = TcpListener::bind((a.address.as_str(), a.port))
+                    .await
+                    .map_err(|e| setup("admin listener", format!("cannot listen on {}:{}: {e}", a.address, a.port)))?;
+                tracing::info!(address = %format!("{}:{}", a.address, a.port), "gateway admin listener (health details, metrics)");
+                Some(l)
+            }
+            None => None,
+        };
         Ok(GatewayServer {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
@@ -147,6 +159,8 @@ impl GatewayServer {
             grace: g.shutdown_grace,
             timeout: g.shutdown_timeout,
             proxy_protocol: g.proxy_protocol,
+            proxy_sources: g.proxy_protocol_trusted_sources.clone().into(),
+            admin,
         })
     }
 
@@ -156,7 +170,16 @@ impl GatewayServer {
     }
 
     /// Serves until `shutdown` completes, then drains (see the module doc).
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        // The admin listener lives as long as the process: health details during the drain too.
+        if let Some(admin) = self.admin.take() {
+            let app = crate::api::health::admin_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(admin, app).await {
+                    tracing::error!(error = %e, "admin listener stopped");
+                }
+            });
+        }
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let stop_accepting = async {
             shutdown.await;
@@ -177,6 +200,13 @@ impl GatewayServer {
                 },
                 _ = &mut stop_accepting => break,
             };
+            if self.proxy_protocol && !self.proxy_sources.iter().any(|r| r.contains(peer.ip())) {
+                // Its PROXY header could name any client: closed before a byte is read.
+                metrics::counter!(crate::metrics::PROXY_UNTRUSTED_CONNECTIONS_TOTAL).increment(1);
+                tracing::warn!(%peer, "connection closed: the peer is not a trusted source of PROXY headers (components.gateway.proxyProtocolTrustedSources)");
+                drop(tcp);
+                continue;
+            }
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let app = self.app.clone();

@@ -120,7 +120,7 @@ impl Gateway {
         }
         match self.provider.authenticate(user, password).await {
             Ok(()) => {
-                self.limiter.succeeded(user);
+                self.limiter.succeeded(user, addr);
                 metrics::counter!(m::LOGINS_TOTAL, "result" => "success").increment(1);
                 Ok(())
             }

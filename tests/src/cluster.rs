@@ -39,6 +39,8 @@ pub struct Cluster {
     pub gateways: Vec<Option<Proc>>,
     /// Gateway ports by index.
     pub ports: Vec<u16>,
+    /// Ports of the gateways' admin listeners (health details, metrics) by index.
+    pub admin_ports: Vec<u16>,
     /// The caching service's port.
     pub caching_port: u16,
     /// The configuration file.
@@ -53,6 +55,7 @@ impl Cluster {
         let ws = Workspace::with_certs();
         let caching_port = free_port();
         let ports: Vec<u16> = (0..setup.gateways).map(|_| free_port()).collect();
+        let admin_ports: Vec<u16> = (0..setup.gateways).map(|_| free_port()).collect();
         // Quick drains by default, so tests that stop gateways do not wait for the production grace.
         let shutdown = if setup.gateway_yaml.contains("shutdown:") { "" } else { "    shutdown: {grace: 300ms, timeout: 5s}\n" };
         let mut yaml = format!(
@@ -61,14 +64,27 @@ impl Cluster {
         );
         for (i, p) in ports.iter().enumerate() {
             let cs = if i == 0 { "" } else { ", caching-service: {enabled: false}" };
-            yaml.push_str(&format!("  g{}:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {p}}}{cs}}}\n", i + 1));
+            let admin = admin_ports[i];
+            yaml.push_str(&format!(
+                "  g{}:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {p}, admin: {{port: {admin}}}}}{cs}}}\n",
+                i + 1
+            ));
         }
         let config = ws.write("zowe.yaml", &yaml);
         let run = ws.run(&["users", "add", "alice", "--admin", "-c", "zowe.yaml"], &format!("{PASSWORD}\n"));
         assert_eq!(run.code(), 0, "{}", run.stderr());
         ws.run(&["users", "add", "bob", "-c", "zowe.yaml"], &format!("{PASSWORD}\n")).expect_code(0);
         let http = crate::https::client(&ws.ca(), None);
-        let mut c = Cluster { ws, caching: None, gateways: (0..setup.gateways).map(|_| None).collect(), ports, caching_port, config, http };
+        let mut c = Cluster {
+            ws,
+            caching: None,
+            gateways: (0..setup.gateways).map(|_| None).collect(),
+            ports,
+            admin_ports,
+            caching_port,
+            config,
+            http,
+        };
         c.start_caching();
         for i in 0..setup.start_gateways {
             c.start_gateway(i);
@@ -122,6 +138,16 @@ impl Cluster {
     /// `https://127.0.0.1:<port of gateway i><path>`.
     pub fn url(&self, i: usize, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.ports[i])
+    }
+
+    /// `http://127.0.0.1:<admin port of gateway i><path>` (plain HTTP, loopback).
+    pub fn admin_url(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_ports[i])
+    }
+
+    /// The Prometheus text of gateway `i`, from its admin listener.
+    pub fn metrics(&self, i: usize) -> String {
+        reqwest::blocking::get(self.admin_url(i, "/application/metrics")).and_then(|r| r.text()).unwrap_or_default()
     }
 
     /// `https://...<gateway i>/gateway/api/v1/auth<path>`.

@@ -5,6 +5,7 @@
 //! and waits for conditions with a deadline ([`assert_eventually!`]) instead of sleeping.
 
 pub mod caching;
+pub mod certs;
 pub mod cluster;
 pub mod distributor;
 pub mod drills;
@@ -12,6 +13,7 @@ pub mod forge;
 pub mod freeze;
 pub mod https;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod zosmf;
 pub mod zowe_cli;

@@ -143,4 +143,25 @@ fn several_caching_services_with_separate_embedded_stores_are_refused() {
     let shared = split.replace("      mode: durable\n", "      mode: redis\n      redis: {masterNodeUri: \"127.0.0.1:6379\"}\n");
     let file = ws.write("shared.yaml", &shared);
     ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(0);
+=======
+fn proxy_protocol_sources_and_trusted_gateway_dns_are_checked_where_written() {
+    let ws = Workspace::new();
+    let bad = EXAMPLE.replace(
+        "  gateway:\n    enabled: true\n",
+        "  gateway:\n    enabled: true\n    proxyProtocolTrustedSources: [127.0.0.1, not-an-address, 10.0.0.0/40]\n",
+    );
+    let bad = bad
+        .replace("  caching-service:\n    enabled: true\n", "  caching-service:\n    enabled: true\n    trustedGateways: [\"CN=a, b\"]\n");
+    let file = ws.write("bad.yaml", &bad);
+    let run = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2);
+    let err = run.stderr();
+    assert!(err.contains("components.gateway.proxyProtocolTrustedSources.1 (line"), "{err}");
+    assert!(err.contains("`not-an-address` is not an IP address"), "{err}");
+    assert!(err.contains("components.gateway.proxyProtocolTrustedSources.2 (line"), "{err}");
+    assert!(err.contains("components.caching-service.trustedGateways.0 (line"), "{err}");
+    // proxyProtocol (on in the example) with a distributor known only by name: nothing to trust is refused.
+    let by_name = EXAMPLE.replace("  distributor:\n", "  distributor:\n    address: distributor.example\n");
+    let file = ws.write("by-name.yaml", &by_name);
+    let run = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2);
+    assert!(run.stderr().contains("components.gateway.proxyProtocolTrustedSources"), "{}", run.stderr());
 }

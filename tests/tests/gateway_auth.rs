@@ -285,7 +285,9 @@ fn login_errors_follow_the_contract() {
     let c = Cluster::start(ClusterSetup {
         gateways: 1,
         start_gateways: 1,
-        gateway_yaml: "    loginRateLimit: {maxFailuresPerUser: 3, maxFailuresPerAddress: 50, window: 1m}\n".to_owned(),
+        gateway_yaml:
+            "    loginRateLimit: {maxFailuresPerUserAndAddress: 3, maxFailuresPerUser: 100, maxFailuresPerAddress: 50, window: 1m}\n"
+                .to_owned(),
         ..ClusterSetup::default()
     });
     let login = c.auth(0, "/login");
@@ -409,7 +411,7 @@ fn tls_versions_alpn_and_metrics() {
         assert_eq!(r.version(), if alpn == b"h2" { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 });
     }
     let _ = c.login(0, "alice", PASSWORD);
-    let text = c.http.get(c.url(0, "/application/metrics")).send().unwrap().text().unwrap();
+    let text = c.metrics(0);
     for name in [
         "plexgate_gateway_requests_total{",
         "plexgate_gateway_logins_total{result=\"success\"}",

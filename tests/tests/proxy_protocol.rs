@@ -6,6 +6,7 @@ use std::time::Duration;
 use plexgate_tests::assert_eventually;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, sample_definition};
 use plexgate_tests::distributor::Dist;
+use plexgate_tests::proxy;
 use serde_json::Value;
 
 #[test]
@@ -51,4 +52,38 @@ fn the_gateways_see_the_real_client_address_through_the_distributor() {
     // A connection straight to a gateway, without the header, is closed.
     let direct = plexgate_tests::https::client(&c.ws.ca(), None).get(c.url(0, "/application/health")).send();
     assert!(direct.is_err(), "a gateway that requires PROXY headers must not serve a bare connection");
+}
+
+/// Issue 11, item 8: a PROXY header is believed only from a trusted source (by default the
+/// distributor's address, here 127.0.0.1); from 127.0.0.2 the connection is closed unread.
+#[test]
+fn proxy_headers_are_believed_only_from_trusted_sources() {
+    let mut c = Cluster::start(ClusterSetup {
+        gateways: 1,
+        start_gateways: 0,
+        gateway_yaml: "    proxyProtocol: true\n".to_owned(),
+        ..ClusterSetup::default()
+    });
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+    c.spawn_gateway(0);
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{}", c.ports[0]).parse().unwrap();
+    let claimed: std::net::SocketAddr = "192.0.2.7:4242".parse().unwrap();
+    let header = proxy::header_v4(claimed, gateway);
+    let trusted: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let untrusted: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut answer: String;
+    assert_eventually!(
+        Duration::from_secs(20),
+        {
+            answer = proxy::get_with_prefix(trusted, gateway, &header, &c.ws.ca(), "/sample/api/v1/echo").unwrap_or_default();
+            answer.starts_with("HTTP/1.1 200")
+        },
+        "an echo through a trusted PROXY header: {answer}\n{}",
+        c.all_logs()
+    );
+    assert!(answer.to_ascii_lowercase().contains("\"x-forwarded-for\":\"192.0.2.7\""), "believed from 127.0.0.1: {answer}");
+    let refused = proxy::get_with_prefix(untrusted, gateway, &header, &c.ws.ca(), "/sample/api/v1/echo");
+    assert!(refused.is_err(), "a PROXY header from 127.0.0.2 must not be believed: {refused:?}");
+    assert!(c.all_logs().contains("not a trusted source of PROXY headers"), "{}", c.all_logs());
 }

@@ -367,7 +367,7 @@ fn every_routed_request_has_an_id_an_access_log_line_and_metrics_per_service_and
     ] {
         assert!(line.contains(field), "{field} missing: {line}");
     }
-    let metrics = c.http.get(c.url(0, "/application/metrics")).send().unwrap().text().unwrap();
+    let metrics = c.metrics(0);
     assert!(metrics.contains("plexgate_gateway_routed_requests_total{service=\"sample\""), "{metrics}");
     assert!(metrics.contains("plexgate_gateway_routed_upstream_seconds_bucket{service=\"sample\""), "{metrics}");
 }

@@ -108,6 +108,13 @@ pub struct Gateway {
     pub routing: Routing,
     /// Our own: every connection starts with a PROXY protocol v2 header from the distributor.
     pub proxy_protocol: bool,
+    /// Our own: addresses or networks (`10.1.0.0/16`) whose PROXY headers are believed; any
+    /// other peer's connection is closed. Default: the distributor's address as far as the
+    /// configuration names it (see `validate::gateway::proxy_sources`).
+    pub proxy_protocol_trusted_sources: Option<Vec<String>>,
+    /// Our own: the admin listener (plain HTTP, loopback by default) with the detailed health
+    /// and the metrics, which the northbound port does not show.
+    pub admin: GatewayAdmin,
     /// Certificates of this component, overriding `zowe.certificate`.
     pub certificate: Option<Certificate>,
     /// Zowe's (accepted, unused).
@@ -136,6 +143,8 @@ impl Default for Gateway {
             static_definitions_directories: None,
             routing: Routing::default(),
             proxy_protocol: false,
+            proxy_protocol_trusted_sources: None,
+            admin: GatewayAdmin::default(),
             certificate: None,
             debug: None,
             server: None,
@@ -151,10 +160,16 @@ pub const DEFAULT_JWT_LIFETIME: Dur = Dur::ms(8 * 3600 * 1000);
 pub const DEFAULT_JWT_LEEWAY: Dur = Dur::ms(30_000);
 /// The `dom` claim of login tokens.
 pub const DEFAULT_JWT_DOMAIN: &str = "security-domain";
-/// Failed logins of one user within the window before further attempts are refused.
-pub const DEFAULT_MAX_FAILURES_PER_USER: i64 = 5;
-/// Failed logins from one client address within the window before further attempts are refused.
-pub const DEFAULT_MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// Failed logins of one user from one client address within the window before that user's
+/// further attempts from that address are refused (the limit a password guesser meets).
+pub const DEFAULT_MAX_FAILURES_PER_USER_AND_ADDRESS: i64 = 5;
+/// Failed logins of one user from all addresses within the window before all of that user's
+/// attempts are refused: a ceiling against guessing from many addresses, high enough that a
+/// few addresses cannot lock a user out.
+pub const DEFAULT_MAX_FAILURES_PER_USER: i64 = 100;
+/// Failed logins from one client address, any user names, within the window before further
+/// attempts from it are refused: a ceiling against spraying names from one address.
+pub const DEFAULT_MAX_FAILURES_PER_ADDRESS: i64 = 100;
 /// The window of the failed-login limits.
 pub const DEFAULT_RATE_LIMIT_WINDOW: Dur = Dur::ms(60_000);
 /// How long the revocation view is trusted while its change feed is down.
@@ -182,6 +197,27 @@ pub const DEFAULT_RETRIES: i64 = 2;
 pub const DEFAULT_SERVICE_HEALTH_INTERVAL: Dur = Dur::ms(2_000);
 /// First ejection of an instance after a failure; doubled per further failure, up to a minute.
 pub const DEFAULT_EJECTION: Dur = Dur::ms(2_000);
+
+/// How far above the gateway's port its admin listener is by default.
+pub const DEFAULT_GATEWAY_ADMIN_PORT_OFFSET: i64 = 6;
+
+/// `components.gateway.admin`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GatewayAdmin {
+    /// Whether to open it.
+    pub enabled: bool,
+    /// Its address (loopback by default: what it shows is for operators).
+    pub address: String,
+    /// Its port (default: the gateway's port + [`DEFAULT_GATEWAY_ADMIN_PORT_OFFSET`]).
+    pub port: Option<i64>,
+}
+
+impl Default for GatewayAdmin {
+    fn default() -> GatewayAdmin {
+        GatewayAdmin { enabled: true, address: DEFAULT_ADMIN_ADDRESS.to_owned(), port: None }
+    }
+}
 
 /// `components.gateway.routing`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -255,6 +291,8 @@ impl Default for Jwt {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LoginRateLimit {
+    /// Failed logins per (user, client address) within the window.
+    pub max_failures_per_user_and_address: i64,
     /// Failed logins per user within the window.
     pub max_failures_per_user: i64,
     /// Failed logins per client address within the window.
@@ -266,6 +304,7 @@ pub struct LoginRateLimit {
 impl Default for LoginRateLimit {
     fn default() -> LoginRateLimit {
         LoginRateLimit {
+            max_failures_per_user_and_address: DEFAULT_MAX_FAILURES_PER_USER_AND_ADDRESS,
             max_failures_per_user: DEFAULT_MAX_FAILURES_PER_USER,
             max_failures_per_address: DEFAULT_MAX_FAILURES_PER_ADDRESS,
             window: DEFAULT_RATE_LIMIT_WINDOW,

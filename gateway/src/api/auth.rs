@@ -86,7 +86,7 @@ async fn change_password(g: &Gateway, user: &str, old: &str, new: &str, addr: Ip
     };
     match result {
         Ok(()) => {
-            g.limiter.succeeded(user);
+            g.limiter.succeeded(user, addr);
             metrics::counter!(m::LOGINS_TOTAL, "result" => "success").increment(1);
             tracing::info!(user, client = %addr, provider = g.provider.name(), "password changed");
             Ok(())

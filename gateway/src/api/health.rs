@@ -1,5 +1,9 @@
-//! `/application/health` (UP, DOWN or DRAINING, with the revocation view and caching-service
-//! link) and `/application/metrics`.
+//! `/application/health` and `/application/metrics`.
+//!
+//! The northbound port answers anyone, so its health says only UP, DOWN or DRAINING (and the
+//! instance id, by which operators and the distributor's tests tell which gateway answered);
+//! the details (revocation view, caching-service URL and last error) and the metrics are on
+//! the admin listener ([`admin_router`]), loopback by default.
 
 use std::sync::Arc;
 
@@ -12,17 +16,32 @@ use serde_json::json;
 use crate::metrics as m;
 use crate::state::Gateway;
 
-/// UP once the revocation view has loaded; DRAINING after SIGTERM; DOWN before. Anything but
-/// UP is a 503, so the distributor sends no new connections.
-pub async fn health(State(g): State<Arc<Gateway>>) -> Response {
-    let view = g.revocations.status();
-    let status = if g.is_draining() {
+/// UP once the revocation view has loaded; DRAINING after SIGTERM; DOWN before.
+fn status(g: &Gateway) -> &'static str {
+    if g.is_draining() {
         "DRAINING"
-    } else if view.loaded {
+    } else if g.revocations.status().loaded {
         "UP"
     } else {
         "DOWN"
-    };
+    }
+}
+
+/// Anything but UP is a 503, so the distributor sends no new connections.
+fn code(status: &str) -> StatusCode {
+    if status == "UP" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+}
+
+/// The northbound health: the status and nothing internal.
+pub async fn health(State(g): State<Arc<Gateway>>) -> Response {
+    let status = status(&g);
+    (code(status), Json(json!({"status": status, "instance": g.instance}))).into_response()
+}
+
+/// The admin listener's health: the status with the revocation view and the caching-service link.
+pub async fn health_details(State(g): State<Arc<Gateway>>) -> Response {
+    let status = status(&g);
+    let view = g.revocations.status();
     let age_ms = view.age.map(|a| a.as_millis() as u64);
     if let Some(a) = view.age {
         metrics::gauge!(m::REVOCATION_VIEW_AGE_SECONDS).set(a.as_secs_f64());
@@ -41,8 +60,15 @@ pub async fn health(State(g): State<Arc<Gateway>>) -> Response {
             },
         },
     });
-    let code = if status == "UP" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(body)).into_response()
+    (code(status), Json(body)).into_response()
+}
+
+/// The admin listener's routes: detailed health and metrics.
+pub fn admin_router(state: Arc<Gateway>) -> axum::Router {
+    axum::Router::new()
+        .route("/application/health", axum::routing::get(health_details))
+        .route("/application/metrics", axum::routing::get(metrics))
+        .with_state(state)
 }
 
 /// Prometheus text.

@@ -1,7 +1,7 @@
 //! The gateway's own endpoints: authentication (`/gateway/api/v1/auth`), health and metrics.
 
 mod auth;
-mod health;
+pub mod health;
 mod pat;
 mod services;
 
@@ -44,7 +44,6 @@ pub fn router(state: Arc<Gateway>) -> Router {
     Router::new()
         .nest(AUTH_BASE, auth)
         .route("/application/health", get(health::health))
-        .route("/application/metrics", get(health::metrics))
         .route("/gateway/api/v1/services", get(services::list))
         .fallback(proxy)
         .layer(middleware::from_fn_with_state(state.clone(), close_while_draining))
