@@ -143,7 +143,9 @@ fn several_caching_services_with_separate_embedded_stores_are_refused() {
     let shared = split.replace("      mode: durable\n", "      mode: redis\n      redis: {masterNodeUri: \"127.0.0.1:6379\"}\n");
     let file = ws.write("shared.yaml", &shared);
     ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(0);
-=======
+}
+
+#[test]
 fn proxy_protocol_sources_and_trusted_gateway_dns_are_checked_where_written() {
     let ws = Workspace::new();
     let bad = EXAMPLE.replace(
