@@ -185,7 +185,7 @@ fn a_distributor_target_naming_an_unknown_instance_is_an_error() {
 fn distributor_roles_methods_and_limits_are_checked() {
     let with = |distributor: &str| {
         format!(
-            "{MINIMAL}  distributor:\n{distributor}haInstances:\n  a: {{hostname: h, components: {{gateway: {{port: 1001}}}}}}\n  b: {{hostname: h, components: {{gateway: {{port: 1002}}}}}}\n"
+            "{MINIMAL}  caching-service: {{enabled: false}}\n  distributor:\n{distributor}haInstances:\n  a: {{hostname: h, components: {{gateway: {{port: 1001}}}}}}\n  b: {{hostname: h, components: {{gateway: {{port: 1002}}}}}}\n"
         )
     };
     let p = only_problem(&with("    method: random\n"));
@@ -213,7 +213,7 @@ fn distributor_roles_methods_and_limits_are_checked() {
 #[test]
 fn without_a_distributor_section_targets_come_from_ha_instances_in_file_order() {
     let yaml = format!(
-        "{MINIMAL}zowe:\n  externalDomains: [vip.example]\n  externalPort: 8554\nhaInstances:\n  b: {{hostname: hb, components: {{gateway: {{port: 2}}}}}}\n  off: {{hostname: hx, components: {{gateway: {{enabled: false}}}}}}\n  a: {{hostname: ha, components: {{gateway: {{port: 1}}}}}}\n"
+        "{MINIMAL}  caching-service: {{enabled: false}}\nzowe:\n  externalDomains: [vip.example]\n  externalPort: 8554\nhaInstances:\n  b: {{hostname: hb, components: {{gateway: {{port: 2}}}}}}\n  off: {{hostname: hx, components: {{gateway: {{enabled: false}}}}}}\n  a: {{hostname: ha, components: {{gateway: {{port: 1}}}}}}\n"
     );
     let c = load_text(&yaml, None, &[]).unwrap().config;
     assert!(c.distributor.enabled);

@@ -170,7 +170,10 @@ impl Workspace {
         use std::io::Write;
         let mut child =
             self.plexgate(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn plexgate");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        // A command that refuses its arguments may exit before reading its input.
+        if let Err(e) = child.stdin.take().expect("stdin").write_all(stdin.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
         Run(child.wait_with_output().expect("wait plexgate"))
     }
 }

@@ -40,12 +40,18 @@ async fn typed_calls_and_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_is_its_own_error() {
     let cs = tokio::task::spawn_blocking(|| {
-        let storage = "      size: 2\n      evictionStrategy: reject\n";
-        CachingService::start_with(Setup { mode: "inMemory", storage, service: "" }).unwrap()
+        // Only the client certificate may pass identities: the server certificate is then an
+        // ordinary caller, whose namespace counts against the size (a gateway's own does not).
+        let storage = "      size: 2\n      sizePerNamespace: 2\n      evictionStrategy: reject\n";
+        let service = "    trustedGateways: [\"CN=plexgate-gateway, O=plexgate\"]\n";
+        CachingService::start_with(Setup { mode: "inMemory", storage, service }).unwrap()
     })
     .await
     .unwrap();
-    let c = client_for(&cs, vec![format!("https://127.0.0.1:{}", cs.port)]);
+    let (cert, key) = cs.ws.server_identity();
+    let options = ClientOptions { rounds: 1, ..ClientOptions::default() };
+    let c =
+        CacheClient::new(vec![format!("https://127.0.0.1:{}", cs.port)], tls_config(&cs.ws.ca(), Some((&cert, &key))), options).unwrap();
     c.create("a", "1").await.unwrap();
     c.create("b", "2").await.unwrap();
     assert!(matches!(c.create("c", "3").await, Err(ClientError::Full)), "507 ZWECS134E is ClientError::Full");

@@ -120,7 +120,9 @@ fn sans_cover_external_domains_and_instance_hostnames() {
     let ws = Workspace::new();
     let yaml = include_str!("../../examples/zowe.yaml")
         .replace("    - 127.0.0.1\n", "    - vip.plexgate.test\n")
-        .replace("  lpar2:\n    hostname: 127.0.0.1", "  lpar2:\n    hostname: lpar2.plexgate.test");
+        .replace("  lpar2:\n    hostname: 127.0.0.1", "  lpar2:\n    hostname: lpar2.plexgate.test")
+        // A distributor named by host name: the gateways are told whose PROXY headers to believe.
+        .replacen("    proxyProtocol: true\n", "    proxyProtocol: true\n    proxyProtocolTrustedSources: [127.0.0.1]\n", 1);
     let file = ws.write("zowe.yaml", &yaml);
     ws.run(&["init", "certificate", "-c", file.to_str().unwrap()], "").expect_code(0);
     let dir = ws.path().join("workspace/certificates");

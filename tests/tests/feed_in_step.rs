@@ -76,7 +76,11 @@ fn a_caching_service_cut_off_from_redis_stops_vouching_for_its_gateways() {
         acknowledged.elapsed(),
         logs()
     );
-    println!("gateway a stopped accepting the revoked token {:?} after the logout was acknowledged (now {})", acknowledged.elapsed(), query(ga));
+    println!(
+        "gateway a stopped accepting the revoked token {:?} after the logout was acknowledged (now {})",
+        acknowledged.elapsed(),
+        query(ga)
+    );
     // From then on it never accepts it again, also once the link is back.
     link.thaw();
     let until = Instant::now() + Duration::from_secs(3);

@@ -74,7 +74,10 @@ fn a_user_cannot_lift_an_administrators_revocation() {
     let pat = generate_pat(&c, 0, "bob", &["svc"]);
     assert_eq!(validate(&c, 0, &pat, "svc"), 204);
     // The administrator revokes every token of bob issued until now.
-    assert_eq!(delete_as(&c, 0, "alice", "/access-token/revoke/tokens/user", json!({"userId": "bob", "timestamp": now_ms()})).status(), 204);
+    assert_eq!(
+        delete_as(&c, 0, "alice", "/access-token/revoke/tokens/user", json!({"userId": "bob", "timestamp": now_ms()})).status(),
+        204
+    );
     assert_eventually!(Duration::from_secs(5), validate(&c, 1, &pat, "svc") == 401, "the rule reaches gateway 2");
     // bob answers with an early timestamp of his own: accepted, and it lifts nothing.
     for i in [0, 1] {
@@ -97,7 +100,8 @@ fn a_user_cannot_lift_an_administrators_revocation() {
     let body: Value = future.json().unwrap();
     assert_eq!(body["messages"][0]["messageNumber"], "ZWEAT607E", "{body}");
     assert!(body["messages"][0]["messageContent"].as_str().unwrap().contains("future"), "{body}");
-    let admin_future = delete_as(&c, 0, "alice", "/access-token/revoke/tokens/scope", json!({"serviceId": "svc", "timestamp": u64::MAX / 2}));
+    let admin_future =
+        delete_as(&c, 0, "alice", "/access-token/revoke/tokens/scope", json!({"serviceId": "svc", "timestamp": u64::MAX / 2}));
     assert_eq!(admin_future.status(), 400);
 }
 
@@ -135,7 +139,8 @@ fn remove_oldest_pressure_never_evicts_the_salt() {
     // Another caller (a service namespace of the same certificate) writes far past the size.
     let other = c.ws.client();
     for i in 0..60 {
-        let r = other.post(cache_api(&c, "/cache")).header("X-CS-Service-ID", "filler").json(&json!({"key": format!("k{i}"), "value": "v"}));
+        let r =
+            other.post(cache_api(&c, "/cache")).header("X-CS-Service-ID", "filler").json(&json!({"key": format!("k{i}"), "value": "v"}));
         assert_eq!(r.send().unwrap().status(), 201, "removeOldest makes room");
     }
     assert_eq!(stored_salt(&c).as_deref(), Some(salt.as_str()), "the salt survived the pressure");

@@ -6,7 +6,8 @@
 //! the poller stops at B's first 401. Propagation is the time from the logout being sent to
 //! A to that first 401 arriving from B (an upper bound: it includes one query's round trip).
 //! Queries B answered 200 although they were sent after A had acknowledged the logout are
-//! counted too: that is the window in which a revoked token still worked.
+//! counted too: that is the window in which a revoked token still worked; those sent later
+//! than the propagation bound after the acknowledgement are a broken guarantee, not a delay.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,14 +28,25 @@ pub struct RaceSample {
     pub after_ack: Option<Duration>,
     /// Queries B answered 200 that were sent after A acknowledged the logout.
     pub stale_accepts: usize,
+    /// Of those, the ones sent later than the propagation bound after the acknowledgement.
+    pub late_accepts: usize,
+    /// How long after the acknowledgement the last stale accept was sent.
+    pub last_stale_accept: Option<Duration>,
     /// Queries B answered while the logout was under way.
     pub polls: usize,
 }
 
 /// Races `tokens` over the gateways at `bases` (`https://host:port`), `workers` at a time;
 /// token `k` is logged out on gateway `k % 2` and polled on the other. `limit` bounds one
-/// poller.
-pub fn run(bases: [String; 2], ca: &std::path::Path, tokens: Vec<String>, workers: usize, limit: Duration) -> Vec<RaceSample> {
+/// poller; `bound` is the promised propagation time (see [`RaceSample::late_accepts`]).
+pub fn run(
+    bases: [String; 2],
+    ca: &std::path::Path,
+    tokens: Vec<String>,
+    workers: usize,
+    limit: Duration,
+    bound: Duration,
+) -> Vec<RaceSample> {
     let mut tls = crate::https::tls_config(ca, None);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -56,7 +68,7 @@ pub fn run(bases: [String; 2], ca: &std::path::Path, tokens: Vec<String>, worker
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(token) = tokens.get(k) else { break };
-                    out.push(one(&client, &bases, k % 2, token, limit).await);
+                    out.push(one(&client, &bases, k % 2, token, limit, bound).await);
                 }
                 out
             });
@@ -80,7 +92,7 @@ async fn query(client: &reqwest::Client, base: &str, token: &str) -> u16 {
     }
 }
 
-async fn one(client: &reqwest::Client, bases: &[String; 2], a: usize, token: &str, limit: Duration) -> RaceSample {
+async fn one(client: &reqwest::Client, bases: &[String; 2], a: usize, token: &str, limit: Duration, bound: Duration) -> RaceSample {
     let b = 1 - a;
     let before = query(client, &bases[b], token).await;
     // Polls B until its first 401: (sent, received, status) of every query.
@@ -108,13 +120,16 @@ async fn one(client: &reqwest::Client, bases: &[String; 2], a: usize, token: &st
     let acked = Instant::now();
     let seen = poller.await.expect("poller");
     let first_401 = seen.iter().find(|(_, _, s)| *s == 401).map(|(_, received, _)| *received);
+    let stale: Vec<Duration> = seen.iter().filter(|(s, _, status)| *s >= acked && *status == 200).map(|(s, _, _)| *s - acked).collect();
     RaceSample {
         logout_on: a,
         before,
         logout,
         propagation: first_401.map(|t| t.saturating_duration_since(sent)),
         after_ack: first_401.map(|t| t.saturating_duration_since(acked)),
-        stale_accepts: seen.iter().filter(|(s, _, status)| *s >= acked && *status == 200).count(),
+        stale_accepts: stale.len(),
+        late_accepts: stale.iter().filter(|d| **d > bound).count(),
+        last_stale_accept: stale.iter().max().copied(),
         polls: seen.len(),
     }
 }
