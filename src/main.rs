@@ -3,6 +3,9 @@
 //! Every process of the topology is a subcommand of this binary, so one install and one
 //! zowe.yaml run the whole system. anyhow lives here only; the crates return typed errors.
 
+// The caching service's future nests openraft's deeply; clippy's layout query needs more room.
+#![recursion_limit = "256"]
+
 mod certs;
 mod cli;
 mod commands;

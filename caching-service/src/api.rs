@@ -329,6 +329,10 @@ async fn health(State(s): St) -> Response {
         metrics::gauge!(m::STORAGE_ENTRIES).set(n as f64);
     }
     let mut storage = json!({"status": if up { "UP" } else { "DOWN" }, "details": {"mode": s.storage.mode()}});
+    let details = s.storage.details();
+    if !details.is_null() {
+        storage["details"]["replica"] = details;
+    }
     match (&health, entries) {
         (Err(e), _) => storage["details"]["error"] = json!(e.to_string()),
         (Ok(()), Ok(n)) => storage["details"]["entries"] = json!(n),

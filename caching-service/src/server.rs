@@ -52,7 +52,13 @@ impl CachingService {
         tracing::info!(?gateways, "certificates trusted to pass caller identities");
         let identities = Arc::new(Identities::new(verifier, gateways));
 
-        let storage = crate::storage::open(cs).await?;
+        let (storage, peers) = match cs.storage.mode {
+            plexgate_config::StorageMode::Replicated => {
+                let (s, routes) = crate::storage::replicated::start(config, crate::storage::limits(cs)).await?;
+                (s, Some(routes))
+            }
+            _ => (crate::storage::open(cs).await?, None),
+        };
         let state = Arc::new(AppState {
             storage: storage.clone(),
             max_body: cs.max_request_size,
@@ -68,7 +74,10 @@ impl CachingService {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
             identities,
-            app: router(state),
+            app: match peers {
+                Some(p) => router(state).merge(p),
+                None => router(state),
+            },
             drain: DRAIN_TIMEOUT,
         })
     }

@@ -276,6 +276,10 @@ pub struct StorageConfig {
     pub durable_file: PathBuf,
     /// Redis settings, for the `redis` back end.
     pub redis: Option<RedisConfig>,
+    /// The directory of this replica's log and state, for `replicated`.
+    pub replicated_dir: PathBuf,
+    /// The group's cluster id, for `replicated`: peers of another are refused.
+    pub cluster_name: String,
 }
 
 /// Storage back end.
@@ -288,6 +292,8 @@ pub enum StorageMode {
     Durable,
     /// A Redis server or Sentinel-managed group.
     Redis,
+    /// The embedded store replicated by a Raft group of every haInstance's caching service.
+    Replicated,
     /// Accepted in the file for compatibility; the caching service refuses it at start.
     Infinispan,
 }

@@ -213,7 +213,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         enabled: cs.enabled,
         host: host.clone(),
         port: ctx.port("components.caching-service.port", cs.port),
-        storage: storage::check(ctx, &cs.storage, &workspace_directory),
+        storage: storage::check(ctx, &cs.storage, &workspace_directory, &format!("plexgate-{first_domain}-{external_port}")),
         max_request_size: ctx.at_least("components.caching-service.maxRequestSize", cs.max_request_size, 1024) as usize,
         trusted_gateways: trusted_gateways(ctx, &cs.trusted_gateways),
         feed_retention: u64::from(ctx.at_least("components.caching-service.changeFeed.retention", cs.change_feed.retention, 1)),
@@ -295,6 +295,7 @@ fn tls_versions(ctx: &mut Ctx<'_>, t: &model::Tls) -> TlsVersions {
 fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
     let mut out = Vec::new();
     let mut embedded_stores: Vec<&str> = Vec::new();
+    let mut replicas = 0;
     for id in ids {
         let y = match ctx.doc.typed(Some(id)) {
             Ok(y) => y,
@@ -320,12 +321,22 @@ fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
         let gateway_port = g.enabled.then(|| ctx.port("components.gateway.port", g.port));
         let c = &y.components.caching_service;
         let caching_service_port = c.enabled.then(|| ctx.port("components.caching-service.port", c.port));
-        let embedded = c.enabled && !c.storage.mode.eq_ignore_ascii_case("redis");
+        let shared = ["redis", "replicated"].iter().any(|m| c.storage.mode.eq_ignore_ascii_case(m));
+        let embedded = c.enabled && !shared;
         ctx.instance = save;
         if embedded {
             embedded_stores.push(id.as_str());
         }
+        if c.enabled && c.storage.mode.eq_ignore_ascii_case("replicated") {
+            replicas += 1;
+        }
         out.push(Instance { id: id.clone(), hostname, sysname: inst.sysname.clone(), gateway_port, caching_service_port });
+    }
+    if replicas == 2 {
+        ctx.warn(
+            "components.caching-service.storage.mode",
+            "2 replicas tolerate no failure (a majority of 2 is 2); add a third haInstance running only a caching service (a witness)",
+        );
     }
     if embedded_stores.len() > 1 {
         // Each would hold a store of its own; the gateways' client fails over between them, so

@@ -74,6 +74,7 @@ fn summary(c: &Config) -> String {
         StorageMode::Durable => "durable",
         StorageMode::Redis => "redis",
         StorageMode::Infinispan => "infinispan",
+        StorageMode::Replicated => "replicated",
     };
     format!("{instances}; {distributor}; caching service storage {storage}")
 }

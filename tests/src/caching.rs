@@ -19,12 +19,20 @@ pub struct CachingService {
     pub redis: Option<RedisServer>,
     /// Master, replica and Sentinel behind it, for mode [`REDIS_SENTINEL`].
     pub group: Option<RedisGroup>,
+    /// The other replicas, for [`REPLICATED_LEADER`] and [`REPLICATED_FOLLOWER`].
+    pub replicas: Option<crate::replicated::Group>,
     config: std::path::PathBuf,
 }
 
 /// A `Setup::mode` of the tests only: `redis` reached through Sentinel (master, replica,
 /// Sentinel), as production runs it.
 pub const REDIS_SENTINEL: &str = "redisSentinel";
+
+/// `Setup::mode`s of the tests only: `replicated` with three replicas, talking to the leader
+/// or to a follower.
+pub const REPLICATED_LEADER: &str = "replicatedLeader";
+/// See [`REPLICATED_LEADER`].
+pub const REPLICATED_FOLLOWER: &str = "replicatedFollower";
 
 /// How to build one.
 pub struct Setup<'a> {
@@ -46,6 +54,14 @@ impl CachingService {
     /// Starts one per `setup` and waits until it is healthy.
     pub fn start_with(setup: Setup<'_>) -> Option<CachingService> {
         let ws = Workspace::with_certs();
+        if setup.mode == REPLICATED_LEADER || setup.mode == REPLICATED_FOLLOWER {
+            let mut g = crate::replicated::Group::start(&ws, 3, setup.service, setup.storage);
+            let leader = g.leader(&ws).expect("a leader among healthy replicas");
+            let i = if setup.mode == REPLICATED_LEADER { leader } else { (leader + 1) % 3 };
+            let proc = g.procs[i].take().expect("running");
+            let (port, config) = (g.ports[i], g.config.clone());
+            return Some(CachingService { ws, proc, port, redis: None, group: None, replicas: Some(g), config });
+        }
         let redis_needed = setup.mode == "redis" || setup.mode == REDIS_SENTINEL;
         if redis_needed && !crate::redis::available() {
             return None;
@@ -68,7 +84,7 @@ impl CachingService {
         );
         let config = ws.write("zowe.yaml", &yaml);
         let proc = ws.spawn("caching-service", &["caching-service", "-c", config.to_str().expect("utf-8 path")]);
-        let cs = CachingService { ws, proc, port, redis, group, config };
+        let cs = CachingService { ws, proc, port, redis, group, replicas: None, config };
         cs.wait_healthy();
         Some(cs)
     }

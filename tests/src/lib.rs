@@ -15,6 +15,7 @@ pub mod https;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod replicated;
 pub mod zosmf;
 pub mod zowe_cli;
 

@@ -387,7 +387,14 @@ macro_rules! contract_suite {
     )*};
 }
 
-contract_suite!(in_memory => "inMemory", durable => "durable", redis => "redis", redis_sentinel => "redisSentinel");
+contract_suite!(
+    in_memory => "inMemory",
+    durable => "durable",
+    redis => "redis",
+    redis_sentinel => "redisSentinel",
+    replicated_leader => "replicatedLeader",
+    replicated_follower => "replicatedFollower",
+);
 
 #[test]
 fn no_or_untrusted_client_certificate_gets_403() {

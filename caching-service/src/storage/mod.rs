@@ -20,8 +20,9 @@
 //! carries it, so a subscriber never resumes a revision of one store on another (an inMemory
 //! store restarted, a flushed Redis, another instance's store).
 
-mod embedded;
+pub(crate) mod embedded;
 mod redis;
+pub mod replicated;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -83,7 +84,8 @@ pub enum Op {
 }
 
 /// Whether a write counts against `storage.size` and the namespace quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Room {
     /// A caller's namespace: counted, refused (or evicting) when full.
     Counted,
@@ -93,7 +95,8 @@ pub enum Room {
 }
 
 /// How `map_put` combines the new value with a stored one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Merge {
     /// The new value replaces the stored one (Zowe's `cache-list` semantics).
     Overwrite,
@@ -176,21 +179,36 @@ pub trait Storage: Send + Sync + 'static {
     }
     /// Whether the store answers.
     async fn health(&self) -> Result<(), CacheError>;
-    /// A name for logs and health: `inMemory`, `durable`, `redis`.
+    /// More for the health endpoint (a replica's role, term, indexes).
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// A name for logs and health: `inMemory`, `durable`, `redis`, `replicated`.
     fn mode(&self) -> &'static str;
 }
 
 /// Opens the back end `config` asks for.
 pub async fn open(config: &CachingServiceConfig) -> Result<Arc<dyn Storage>, CacheError> {
+    open_with(config, limits(config)).await
+}
+
+/// The limits `config` sets.
+pub fn limits(config: &CachingServiceConfig) -> Limits {
     let s = &config.storage;
-    let limits =
-        Limits { size: s.size, eviction: s.eviction_strategy, per_namespace: s.size_per_namespace, feed_retention: config.feed_retention };
+    Limits { size: s.size, eviction: s.eviction_strategy, per_namespace: s.size_per_namespace, feed_retention: config.feed_retention }
+}
+
+async fn open_with(config: &CachingServiceConfig, limits: Limits) -> Result<Arc<dyn Storage>, CacheError> {
+    let s = &config.storage;
     Ok(match s.mode {
         StorageMode::InMemory => Arc::new(Embedded::memory(limits)?),
         StorageMode::Durable => Arc::new(Embedded::file(&s.durable_file, limits).await?),
         StorageMode::Redis => {
             let redis = s.redis.as_ref().ok_or_else(|| CacheError::Startup("storage mode redis without redis settings".to_owned()))?;
             Arc::new(RedisStorage::connect(redis, &config.certificates, limits).await?)
+        }
+        StorageMode::Replicated => {
+            return Err(CacheError::Startup("storage mode `replicated` is started by the caching service with its peers".to_owned()));
         }
         StorageMode::Infinispan => {
             return Err(CacheError::Startup(

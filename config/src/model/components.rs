@@ -493,6 +493,8 @@ pub struct Storage {
     pub eviction_strategy: String,
     /// Our own: the `durable` store.
     pub durable: Durable,
+    /// Our own: the `replicated` store.
+    pub replicated: Replicated,
     /// `redis` settings.
     pub redis: Redis,
     /// Zowe's (accepted; the mode itself is refused at start).
@@ -509,6 +511,7 @@ impl Default for Storage {
             size_per_namespace: 0,
             eviction_strategy: DEFAULT_EVICTION_STRATEGY.to_owned(),
             durable: Durable::default(),
+            replicated: Replicated::default(),
             redis: Redis::default(),
             infinispan: None,
             vsam: None,
@@ -522,6 +525,17 @@ impl Default for Storage {
 pub struct Durable {
     /// The store file (default `<workspace>/caching-service/<instance>.redb`).
     pub file: Option<String>,
+}
+
+/// `components.caching-service.storage.replicated`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Replicated {
+    /// The group's cluster id (default: derived from the first external domain and the
+    /// external port); replicas refuse peers of another cluster.
+    pub cluster_name: Option<String>,
+    /// This replica's directory (default `<workspace>/caching-service/<instance>`).
+    pub directory: Option<String>,
 }
 
 /// `components.caching-service.storage.redis`.

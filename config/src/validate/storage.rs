@@ -11,11 +11,11 @@ use crate::model;
 use super::Ctx;
 
 /// Storage modes as written, case-insensitive. `VSAM` is an alias of `durable`.
-pub const STORAGE_MODES: &[&str] = &["inMemory", "durable", "VSAM", "redis", "infinispan"];
+pub const STORAGE_MODES: &[&str] = &["inMemory", "durable", "VSAM", "redis", "infinispan", "replicated"];
 /// Eviction strategies as written, case-insensitive.
 pub const EVICTION_STRATEGIES: &[&str] = &["reject", "removeOldest"];
 
-pub(crate) fn check(ctx: &mut Ctx<'_>, s: &model::Storage, workspace: &Path) -> StorageConfig {
+pub(crate) fn check(ctx: &mut Ctx<'_>, s: &model::Storage, workspace: &Path, default_cluster: &str) -> StorageConfig {
     const P: &str = "components.caching-service.storage";
     let mode = match ctx.choice(&format!("{P}.mode"), &s.mode, STORAGE_MODES) {
         Some(0) => StorageMode::InMemory,
@@ -25,6 +25,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, s: &model::Storage, workspace: &Path) -> 
         }
         Some(3) => StorageMode::Redis,
         Some(4) => StorageMode::Infinispan,
+        Some(5) => StorageMode::Replicated,
         _ => StorageMode::Durable,
     };
     let size = u64::from(ctx.at_least(&format!("{P}.size"), s.size, 1));
@@ -40,7 +41,17 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, s: &model::Storage, workspace: &Path) -> 
     let durable_file =
         s.durable.file.as_deref().map(|f| ctx.path(f)).unwrap_or_else(|| workspace.join("caching-service").join(format!("{name}.redb")));
     let redis = (mode == StorageMode::Redis).then(|| redis(ctx, &s.redis));
-    StorageConfig { mode, size, size_per_namespace, eviction_strategy, durable_file, redis }
+    let replicated_dir =
+        s.replicated.directory.as_deref().map(|d| ctx.path(d)).unwrap_or_else(|| workspace.join("caching-service").join(name));
+    let cluster_name = match s.replicated.cluster_name.as_deref().map(str::trim) {
+        Some("") => {
+            ctx.problem(&format!("{P}.replicated.clusterName"), "found an empty name, allowed a non-empty cluster id");
+            default_cluster.to_owned()
+        }
+        Some(n) => n.to_owned(),
+        None => default_cluster.to_owned(),
+    };
+    StorageConfig { mode, size, size_per_namespace, eviction_strategy, durable_file, redis, replicated_dir, cluster_name }
 }
 
 fn redis(ctx: &mut Ctx<'_>, r: &model::Redis) -> RedisConfig {

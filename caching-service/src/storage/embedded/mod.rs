@@ -2,7 +2,7 @@
 //! acknowledged write survives `kill -9`) and `inMemory` (the same code on redb's in-memory
 //! backend, so the two can never drift).
 //!
-//! Writes go to one writer thread, which takes every write waiting at that moment into one
+//! Writes (see [`apply`]) go to one writer thread, which takes every write waiting at that moment into one
 //! transaction and one commit (group commit), and answers each only after that commit: under
 //! load a commit's cost (an fsync for `durable`) is shared, and no thread waits on another for
 //! the write lock (a thread per write on the blocking pool spent a third of its time in the
@@ -19,27 +19,31 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use async_trait::async_trait;
-use plexgate_config::EvictionStrategy;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tokio::sync::watch;
 
-use super::{Change, Entry, Limits, MapEntries, Merge, Op, Room, Since, Snapshot, Storage, max_value, new_epoch, now_millis};
+mod apply;
+
+use apply::get;
+pub use apply::{Write, apply};
+
+use super::{Entry, Limits, MapEntries, Merge, Room, Since, Snapshot, Storage, new_epoch, now_millis};
 use crate::error::CacheError;
 
 /// `(namespace, key)` -> `(creation sequence, created millis, value)`.
-const KV: TableDefinition<(&str, &str), (u64, u64, &str)> = TableDefinition::new("kv");
+pub(crate) const KV: TableDefinition<(&str, &str), (u64, u64, &str)> = TableDefinition::new("kv");
 /// Creation sequence -> `(namespace, key)`: the age index `removeOldest` pops from.
-const AGE: TableDefinition<u64, (&str, &str)> = TableDefinition::new("age");
+pub(crate) const AGE: TableDefinition<u64, (&str, &str)> = TableDefinition::new("age");
 /// `(namespace, map, key)` -> value.
-const MAPS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("maps");
+pub(crate) const MAPS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("maps");
 /// Revision -> JSON of the [`Change`]: the change feed's log.
-const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
+pub(crate) const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
 /// Counters: `rev` (last revision), `seq` (last creation sequence), `count` (counted entries held).
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Counted entries held per namespace (the quota's number).
-const NS_COUNT: TableDefinition<&str, u64> = TableDefinition::new("ns_count");
+pub(crate) const NS_COUNT: TableDefinition<&str, u64> = TableDefinition::new("ns_count");
 /// The store's identity: `epoch`, made when the store is created.
-const IDENT: TableDefinition<&str, &str> = TableDefinition::new("ident");
+pub(crate) const IDENT: TableDefinition<&str, &str> = TableDefinition::new("ident");
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -55,7 +59,6 @@ pub struct Embedded {
     limits: Limits,
     revision: Arc<watch::Sender<u64>>,
     mode: &'static str,
-    epoch: String,
     /// To the writer thread; it ends when this is dropped.
     jobs: mpsc::Sender<Job>,
 }
@@ -117,11 +120,11 @@ impl Embedded {
             .spawn(move || writer(&wdb, limits, &wrev, &queue))
             .map_err(|e| CacheError::Startup(format!("cannot start the storage writer: {e}")))?;
         tracing::info!(mode, epoch, revision = rev, "embedded store opened");
-        Ok(Embedded { db, limits, revision, mode, epoch, jobs })
+        Ok(Embedded { db, limits, revision, mode, jobs })
     }
 
     /// Runs a read with the database: on the blocking pool for a file, inline in memory.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database, Limits) -> Result<T, CacheError> + Send + 'static,
     ) -> Result<T, CacheError> {
@@ -135,7 +138,7 @@ impl Embedded {
 
     /// Runs `f` in the writer's next transaction; returns once that transaction is committed
     /// (and the new revision published).
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTransaction, Limits) -> Result<T, CacheError> + Send + 'static,
     ) -> Result<T, CacheError> {
@@ -193,95 +196,9 @@ fn writer(db: &Database, limits: Limits, revision: &watch::Sender<u64>, queue: &
     }
 }
 
-fn not_a_number() -> CacheError {
-    CacheError::BadPayload("a revocation rule's value must be epoch milliseconds (an unsigned integer)".to_owned())
-}
-
-fn get(meta: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<u64, CacheError> {
-    Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
-}
-
-fn bump(meta: &mut Table<&str, u64>, name: &str, delta: i64) -> Result<u64, CacheError> {
-    let v = get(meta, name)?.saturating_add_signed(delta);
-    meta.insert(name, v)?;
-    Ok(v)
-}
-
-/// Makes room for one more counted entry of `ns`, per its quota, the size and the eviction
-/// strategy, and counts it.
-fn make_room(txn: &WriteTransaction, limits: Limits, ns: &str) -> Result<(), CacheError> {
-    if ns_count(txn, ns)? >= limits.per_namespace {
-        if limits.eviction == EvictionStrategy::Reject {
-            return Err(CacheError::Full);
-        }
-        // The namespace's own oldest entry: its quota is its own business.
-        let mut oldest: Option<(u64, String)> = None;
-        for item in txn.open_table(KV)?.range::<(&str, &str)>((ns, "")..)? {
-            let (k, v) = item?;
-            let (n, key) = k.value();
-            if n != ns {
-                break;
-            }
-            let seq = v.value().0;
-            if seq != 0 && oldest.as_ref().is_none_or(|(s, _)| seq < *s) {
-                oldest = Some((seq, key.to_owned()));
-            }
-        }
-        let Some((seq, key)) = oldest else { return Err(CacheError::Full) };
-        evict(txn, seq, ns, &key)?;
-    }
-    if get(&txn.open_table(META)?, "count")? >= limits.size {
-        if limits.eviction == EvictionStrategy::Reject {
-            return Err(CacheError::Full);
-        }
-        let oldest = txn.open_table(AGE)?.first()?.map(|(k, v)| {
-            let (ns, key) = v.value();
-            (k.value(), ns.to_owned(), key.to_owned())
-        });
-        let Some((seq, victim_ns, key)) = oldest else { return Err(CacheError::Full) };
-        evict(txn, seq, &victim_ns, &key)?;
-    }
-    count(txn, ns, 1)
-}
-
-/// Removes one counted `/cache` entry to make room.
-fn evict(txn: &WriteTransaction, seq: u64, ns: &str, key: &str) -> Result<(), CacheError> {
-    txn.open_table(AGE)?.remove(seq)?;
-    txn.open_table(KV)?.remove((ns, key))?;
-    count(txn, ns, -1)?;
-    tracing::debug!(namespace = %ns, "storage full: evicted the oldest entry");
-    Ok(())
-}
-
-fn ns_count(txn: &WriteTransaction, ns: &str) -> Result<u64, CacheError> {
-    Ok(txn.open_table(NS_COUNT)?.get(ns)?.map(|v| v.value()).unwrap_or(0))
-}
-
-/// Adds `delta` counted entries of `ns` (to its quota's number and to the store's).
-fn count(txn: &WriteTransaction, ns: &str, delta: i64) -> Result<(), CacheError> {
-    bump(&mut txn.open_table(META)?, "count", delta)?;
-    let n = ns_count(txn, ns)?.saturating_add_signed(delta);
-    let mut table = txn.open_table(NS_COUNT)?;
-    if n == 0 {
-        table.remove(ns)?;
-    } else {
-        table.insert(ns, n)?;
-    }
-    Ok(())
-}
-
-/// Appends a change to the feed log, trimming what falls out of the retention.
-fn record(txn: &WriteTransaction, limits: Limits, ns: &str, map: &str, op: Op) -> Result<(), CacheError> {
-    let mut meta = txn.open_table(META)?;
-    let revision = bump(&mut meta, "rev", 1)?;
-    let change = Change { revision, namespace: ns.to_owned(), map: map.to_owned(), op };
-    let bytes = serde_json::to_vec(&change).map_err(|e| CacheError::Internal(e.to_string()))?;
-    let mut feed = txn.open_table(FEED)?;
-    feed.insert(revision, bytes.as_slice())?;
-    if revision > limits.feed_retention {
-        feed.remove(revision - limits.feed_retention)?;
-    }
-    Ok(())
+/// The epoch as stored (every store has one from its first open).
+fn stored_epoch(txn: &redb::ReadTransaction) -> Result<String, CacheError> {
+    Ok(txn.open_table(IDENT)?.get("epoch")?.map(|v| v.value().to_owned()).unwrap_or_default())
 }
 
 fn read_map(
@@ -304,24 +221,8 @@ fn read_map(
 #[async_trait]
 impl Storage for Embedded {
     async fn create(&self, ns: &str, room: Room, key: &str, value: &str) -> Result<(), CacheError> {
-        let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
-        self.write(move |txn, limits| {
-            if txn.open_table(KV)?.get((ns.as_str(), key.as_str()))?.is_some() {
-                return Err(CacheError::Conflict(key));
-            }
-            let seq = match room {
-                Room::Exempt => 0,
-                Room::Counted => {
-                    make_room(txn, limits, &ns)?;
-                    let seq = bump(&mut txn.open_table(META)?, "seq", 1)?;
-                    txn.open_table(AGE)?.insert(seq, (ns.as_str(), key.as_str()))?;
-                    seq
-                }
-            };
-            txn.open_table(KV)?.insert((ns.as_str(), key.as_str()), (seq, now_millis(), value.as_str()))?;
-            Ok(())
-        })
-        .await
+        let w = Write::Create { ns: ns.to_owned(), room, key: key.to_owned(), value: value.to_owned(), created: now_millis() };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(drop)
     }
 
     async fn get(&self, ns: &str, key: &str) -> Result<Entry, CacheError> {
@@ -360,79 +261,23 @@ impl Storage for Embedded {
     }
 
     async fn update(&self, ns: &str, key: &str, value: &str) -> Result<(), CacheError> {
-        let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
-        self.write(move |txn, _| {
-            let mut kv = txn.open_table(KV)?;
-            let old = kv.get((ns.as_str(), key.as_str()))?.map(|v| {
-                let (seq, created, _) = v.value();
-                (seq, created)
-            });
-            let Some((seq, created)) = old else { return Err(CacheError::NotFound(key)) };
-            kv.insert((ns.as_str(), key.as_str()), (seq, created, value.as_str()))?;
-            Ok(())
-        })
-        .await
+        let w = Write::Update { ns: ns.to_owned(), key: key.to_owned(), value: value.to_owned() };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(drop)
     }
 
     async fn delete(&self, ns: &str, key: &str) -> Result<(), CacheError> {
-        let (ns, key) = (ns.to_owned(), key.to_owned());
-        self.write(move |txn, _| {
-            let removed = txn.open_table(KV)?.remove((ns.as_str(), key.as_str()))?.map(|v| v.value().0);
-            let Some(seq) = removed else { return Err(CacheError::NotFound(key)) };
-            if seq != 0 {
-                txn.open_table(AGE)?.remove(seq)?;
-                count(txn, &ns, -1)?;
-            }
-            Ok(())
-        })
-        .await
+        let w = Write::Delete { ns: ns.to_owned(), key: key.to_owned() };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(drop)
     }
 
     async fn clear(&self, ns: &str) -> Result<(), CacheError> {
-        let ns = ns.to_owned();
-        self.write(move |txn, _| {
-            let mut kv = txn.open_table(KV)?;
-            let mut doomed = Vec::new();
-            for item in kv.range::<(&str, &str)>((ns.as_str(), "")..)? {
-                let (k, v) = item?;
-                let (n, key) = k.value();
-                if n != ns {
-                    break;
-                }
-                doomed.push((key.to_owned(), v.value().0));
-            }
-            let mut age = txn.open_table(AGE)?;
-            for (key, seq) in &doomed {
-                kv.remove((ns.as_str(), key.as_str()))?;
-                age.remove(*seq)?;
-            }
-            drop((kv, age));
-            let counted = doomed.iter().filter(|(_, seq)| *seq != 0).count();
-            count(txn, &ns, -(counted as i64))?;
-            Ok(())
-        })
-        .await
+        let w = Write::Clear { ns: ns.to_owned() };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(drop)
     }
 
     async fn map_put(&self, ns: &str, room: Room, map: &str, key: &str, value: &str, merge: Merge) -> Result<(), CacheError> {
-        let (ns, map, key, value) = (ns.to_owned(), map.to_owned(), key.to_owned(), value.to_owned());
-        self.write(move |txn, limits| {
-            let old = txn.open_table(MAPS)?.get((ns.as_str(), map.as_str(), key.as_str()))?.map(|v| v.value().to_owned());
-            let value = match merge {
-                Merge::Overwrite => value,
-                Merge::Max => max_value(old.as_deref(), &value).ok_or_else(not_a_number)?,
-            };
-            if merge == Merge::Max && old.as_deref() == Some(value.as_str()) {
-                // A rule only rises: an equal or lower one changes nothing.
-                return Ok(());
-            }
-            if old.is_none() && room == Room::Counted {
-                make_room(txn, limits, &ns)?;
-            }
-            txn.open_table(MAPS)?.insert((ns.as_str(), map.as_str(), key.as_str()), value.as_str())?;
-            record(txn, limits, &ns, &map, Op::Put { key, value })
-        })
-        .await
+        let w = Write::MapPut { ns: ns.to_owned(), room, map: map.to_owned(), key: key.to_owned(), value: value.to_owned(), merge };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(drop)
     }
 
     async fn map_get(&self, ns: &str, map: &str) -> Result<Option<MapEntries>, CacheError> {
@@ -463,30 +308,17 @@ impl Storage for Embedded {
     }
 
     async fn map_remove(&self, ns: &str, room: Room, map: &str, keys: &[String]) -> Result<usize, CacheError> {
-        let (ns, map, keys) = (ns.to_owned(), map.to_owned(), keys.to_vec());
-        self.write(move |txn, limits| {
-            let mut removed = 0;
-            for key in keys {
-                let gone = txn.open_table(MAPS)?.remove((ns.as_str(), map.as_str(), key.as_str()))?.is_some();
-                if gone {
-                    removed += 1;
-                    record(txn, limits, &ns, &map, Op::Delete { key })?;
-                }
-            }
-            if room == Room::Counted {
-                count(txn, &ns, -(removed as i64))?;
-            }
-            Ok(removed)
-        })
-        .await
+        let w = Write::MapRemove { ns: ns.to_owned(), room, map: map.to_owned(), keys: keys.to_vec() };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(|n| n as usize)
     }
 
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {
-        let (ns, names, epoch) = (ns.to_owned(), maps.to_vec(), self.epoch.clone());
+        let (ns, names) = (ns.to_owned(), maps.to_vec());
         self.blocking(move |db, _| {
-            // One read transaction: the maps and the revision are of the same moment.
+            // One read transaction: the maps, the revision and the epoch are of the same moment.
             let txn = db.begin_read()?;
             let revision = get(&txn.open_table(META)?, "rev")?;
+            let epoch = stored_epoch(&txn)?;
             let table = txn.open_table(MAPS)?;
             let mut maps = BTreeMap::new();
             for name in names {
@@ -499,11 +331,12 @@ impl Storage for Embedded {
     }
 
     async fn since(&self, epoch: &str, revision: u64, limit: usize) -> Result<Since, CacheError> {
-        if epoch != self.epoch {
-            return Ok(Since::TooOld);
-        }
+        let epoch = epoch.to_owned();
         self.blocking(move |db, _| {
             let txn = db.begin_read()?;
+            if stored_epoch(&txn)? != epoch {
+                return Ok(Since::TooOld);
+            }
             let last = get(&txn.open_table(META)?, "rev")?;
             // Ahead of the store: not a revision of this store's history.
             if revision > last {

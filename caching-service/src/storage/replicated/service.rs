@@ -1,0 +1,171 @@
+//! The peer endpoints: openraft's RPCs, writes and read indexes forwarded by followers, and
+//! the group's status. Only the replicas' own certificates may call them, and only with this
+//! group's cluster id (a peer of another cluster is refused and both ids are logged), so two
+//! groups can never merge by accident.
+
+// openraft's trait methods return its `StorageError`/`RPCError`, which are large; boxing
+// them is not ours to choose.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::Replica;
+use super::network::{CLUSTER_HEADER, RAFT_BASE};
+use super::types::{Outcome, TypeConfig};
+use crate::identity::PeerIdentity;
+use crate::storage::embedded::Write;
+
+/// A forwarded write's answer.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WriteAnswer {
+    /// Committed and applied on the leader, at this log index.
+    Applied(Outcome, u64),
+    /// This replica is not the leader (any more).
+    NotLeader,
+}
+
+/// A read index request's answer.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReadAnswer {
+    /// Reads are linearizable on a replica that applied this index.
+    Index(u64),
+    /// This replica is not the leader.
+    NotLeader,
+}
+
+type St = State<Arc<Replica>>;
+
+/// The routes, under [`RAFT_BASE`].
+pub fn router(replica: Arc<Replica>) -> Router {
+    let api = Router::new()
+        .route("/append", post(append))
+        .route("/vote", post(vote))
+        .route("/snapshot", post(snapshot))
+        .route("/write", post(write))
+        .route("/read-index", post(read_index))
+        .route("/members", get(members));
+    Router::new().nest(RAFT_BASE, api).with_state(replica)
+}
+
+/// `Err` (403) unless the caller is a replica of this cluster.
+fn guard(r: &Replica, peer: &PeerIdentity, headers: &HeaderMap) -> Result<(), Response> {
+    let dn_ok = matches!(peer, PeerIdentity::Trusted { dn, .. } if r.peer_dns.iter().any(|p| p == dn));
+    if !dn_ok {
+        tracing::warn!(?peer, "replicated store: a peer request without a replica's certificate refused");
+        return Err(
+            (StatusCode::FORBIDDEN, "only the caching-service replicas' certificates may call the replica endpoints").into_response()
+        );
+    }
+    let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if theirs != r.cluster {
+        tracing::warn!(ours = %r.cluster, theirs, "replicated store: a peer of another cluster refused");
+        return Err((StatusCode::FORBIDDEN, format!("this replica belongs to cluster `{}`, not `{theirs}`", r.cluster)).into_response());
+    }
+    Ok(())
+}
+
+async fn append(
+    State(r): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Response {
+    if let Err(resp) = guard(&r, &peer, &headers) {
+        return resp;
+    }
+    r.heard_from_leader();
+    Json(r.raft.append_entries(req).await).into_response()
+}
+
+async fn vote(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Json(req): Json<VoteRequest<u64>>) -> Response {
+    if let Err(resp) = guard(&r, &peer, &headers) {
+        return resp;
+    }
+    Json(r.raft.vote(req).await).into_response()
+}
+
+async fn snapshot(
+    State(r): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Response {
+    if let Err(resp) = guard(&r, &peer, &headers) {
+        return resp;
+    }
+    r.heard_from_leader();
+    Json(r.raft.install_snapshot(req).await).into_response()
+}
+
+async fn write(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Json(w): Json<Write>) -> Response {
+    if let Err(resp) = guard(&r, &peer, &headers) {
+        return resp;
+    }
+    match r.raft.client_write(w).await {
+        Ok(resp) => Json(WriteAnswer::Applied(resp.data, resp.log_id.index)).into_response(),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Json(WriteAnswer::NotLeader).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn read_index(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap) -> Response {
+    if let Err(resp) = guard(&r, &peer, &headers) {
+        return resp;
+    }
+    match r.raft.ensure_linearizable().await {
+        Ok(at) => Json(ReadAnswer::Index(at.map_or(0, |l| l.index))).into_response(),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Json(ReadAnswer::NotLeader).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// The group as this replica sees it (also for `plexgate caching-service members`; any
+/// trusted certificate may read it).
+async fn members(State(r): St, Extension(peer): Extension<PeerIdentity>) -> Response {
+    if !matches!(peer, PeerIdentity::Trusted { .. }) {
+        return (StatusCode::FORBIDDEN, "a trusted client certificate is required").into_response();
+    }
+    Json(r.status()).into_response()
+}
+
+/// The replica's status as JSON (health details and `members`).
+pub fn status(r: &Replica) -> serde_json::Value {
+    let m = r.raft.metrics().borrow().clone();
+    let replication = m.replication.as_ref().map(|rep| {
+        rep.iter()
+            .map(|(id, matched)| {
+                let lag = m.last_log_index.unwrap_or(0).saturating_sub(matched.map_or(0, |l| l.index));
+                (id.to_string(), json!({"matched": matched.map(|l| l.index), "lag": lag}))
+            })
+            .collect::<serde_json::Map<_, _>>()
+    });
+    let nodes: Vec<serde_json::Value> = r
+        .replicas
+        .iter()
+        .map(|(name, id, addr)| json!({"instance": name, "id": id.to_string(), "address": addr, "voter": m.membership_config.membership().voter_ids().any(|v| v == *id)}))
+        .collect();
+    json!({
+        "cluster": r.cluster,
+        "id": r.id.to_string(),
+        "role": format!("{:?}", m.state),
+        "term": m.current_term,
+        "leader": m.current_leader.map(|l| l.to_string()),
+        "lastLogIndex": m.last_log_index,
+        "committedOrApplied": m.last_applied.map(|l| l.index),
+        "inContact": r.in_contact(),
+        "replicas": nodes,
+        "replication": replication,
+    })
+}
