@@ -52,6 +52,9 @@ use crate::error::CacheError;
 
 /// How long a write or a linearizable read waits for a leader (an election) before 503.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// One forwarded attempt: a hung leader must not hold a write for the whole deadline, since a
+/// new leader is elected within an election timeout or two.
+const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// A replica that heard nothing from a leader (a leader: from a quorum) this long is out of
 /// contact: two election timeouts.
 pub const CONTACT_BOUND: Duration = Duration::from_millis(2 * ELECTION_TIMEOUT_MAX_MS);
@@ -209,7 +212,12 @@ impl Replicated {
                 Ok(resp) => return resp.data.into_result(),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(node) = f.leader_node.filter(|_| f.leader_id != Some(self.r.id)) {
-                        match self.r.net.post::<Write, WriteAnswer>(&node.addr, "/write", &w, left.max(Duration::from_millis(100))).await {
+                        match self
+                            .r
+                            .net
+                            .post::<Write, WriteAnswer>(&node.addr, "/write", &w, left.clamp(Duration::from_millis(100), FORWARD_ATTEMPT))
+                            .await
+                        {
                             Ok(WriteAnswer::Applied(o, index)) => {
                                 // Read-your-writes here too: answer once this replica applied it.
                                 let wait = self.r.raft.wait(Some(left.max(Duration::from_millis(100))));
@@ -242,7 +250,11 @@ impl Replicated {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     if let Some(node) = f.leader_node.filter(|_| f.leader_id != Some(self.r.id)) {
-                        match self.r.net.post::<(), ReadAnswer>(&node.addr, "/read-index", &(), left.max(Duration::from_millis(100))).await
+                        match self
+                            .r
+                            .net
+                            .post::<(), ReadAnswer>(&node.addr, "/read-index", &(), left.clamp(Duration::from_millis(100), FORWARD_ATTEMPT))
+                            .await
                         {
                             Ok(ReadAnswer::Index(i)) => {
                                 self.r

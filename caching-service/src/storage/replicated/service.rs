@@ -49,14 +49,24 @@ type St = State<Arc<Replica>>;
 
 /// The routes, under [`RAFT_BASE`].
 pub fn router(replica: Arc<Replica>) -> Router {
-    let api = Router::new()
+    // Checked before the body is read: a stranger learns nothing from a parse error.
+    let peers_only = Router::new()
         .route("/append", post(append))
         .route("/vote", post(vote))
         .route("/snapshot", post(snapshot))
         .route("/write", post(write))
         .route("/read-index", post(read_index))
-        .route("/members", get(members));
+        .route_layer(axum::middleware::from_fn_with_state(replica.clone(), only_replicas));
+    let api = peers_only.route("/members", get(members));
     Router::new().nest(RAFT_BASE, api).with_state(replica)
+}
+
+async fn only_replicas(State(r): St, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let peer = req.extensions().get::<PeerIdentity>().cloned().unwrap_or(PeerIdentity::Anonymous);
+    if let Err(resp) = guard(&r, &peer, req.headers()) {
+        return resp;
+    }
+    next.run(req).await
 }
 
 /// `Err` (403) unless the caller is a replica of this cluster.
@@ -76,43 +86,21 @@ fn guard(r: &Replica, peer: &PeerIdentity, headers: &HeaderMap) -> Result<(), Re
     Ok(())
 }
 
-async fn append(
-    State(r): St,
-    Extension(peer): Extension<PeerIdentity>,
-    headers: HeaderMap,
-    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Response {
-    if let Err(resp) = guard(&r, &peer, &headers) {
-        return resp;
-    }
+async fn append(State(r): St, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
     r.heard_from_leader();
     Json(r.raft.append_entries(req).await).into_response()
 }
 
-async fn vote(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Json(req): Json<VoteRequest<u64>>) -> Response {
-    if let Err(resp) = guard(&r, &peer, &headers) {
-        return resp;
-    }
+async fn vote(State(r): St, Json(req): Json<VoteRequest<u64>>) -> Response {
     Json(r.raft.vote(req).await).into_response()
 }
 
-async fn snapshot(
-    State(r): St,
-    Extension(peer): Extension<PeerIdentity>,
-    headers: HeaderMap,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Response {
-    if let Err(resp) = guard(&r, &peer, &headers) {
-        return resp;
-    }
+async fn snapshot(State(r): St, Json(req): Json<InstallSnapshotRequest<TypeConfig>>) -> Response {
     r.heard_from_leader();
     Json(r.raft.install_snapshot(req).await).into_response()
 }
 
-async fn write(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap, Json(w): Json<Write>) -> Response {
-    if let Err(resp) = guard(&r, &peer, &headers) {
-        return resp;
-    }
+async fn write(State(r): St, Json(w): Json<Write>) -> Response {
     match r.raft.client_write(w).await {
         Ok(resp) => Json(WriteAnswer::Applied(resp.data, resp.log_id.index)).into_response(),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Json(WriteAnswer::NotLeader).into_response(),
@@ -120,10 +108,7 @@ async fn write(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: 
     }
 }
 
-async fn read_index(State(r): St, Extension(peer): Extension<PeerIdentity>, headers: HeaderMap) -> Response {
-    if let Err(resp) = guard(&r, &peer, &headers) {
-        return resp;
-    }
+async fn read_index(State(r): St) -> Response {
     match r.raft.ensure_linearizable().await {
         Ok(at) => Json(ReadAnswer::Index(at.map_or(0, |l| l.index))).into_response(),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Json(ReadAnswer::NotLeader).into_response(),
