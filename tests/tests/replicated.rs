@@ -179,3 +179,135 @@ fn peers_of_another_cluster_and_other_certificates_are_refused() {
     // The unauthorised vote changed nothing: the group still takes writes.
     assert!(revoke(&ws, &g, 2, "after-the-refusals"));
 }
+
+/// Two gateways and three replicas (the third haInstance runs only a caching service).
+struct Site {
+    ws: Workspace,
+    replicas: Vec<Option<plexgate_tests::process::Proc>>,
+    replica_ports: Vec<u16>,
+    gateways: Vec<plexgate_tests::process::Proc>,
+    gateway_ports: Vec<u16>,
+    http: reqwest::blocking::Client,
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+impl Site {
+    fn start() -> Site {
+        use plexgate_tests::free_port;
+        let ws = Workspace::with_certs();
+        let (g, c): (Vec<u16>, Vec<u16>) = ((0..2).map(|_| free_port()).collect(), (0..3).map(|_| free_port()).collect());
+        let yaml = format!(
+            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n    revocation: {{stalenessBound: 3s}}\n    admin: {{enabled: false}}\n    shutdown: {{grace: 300ms, timeout: 5s}}\n  caching-service:\n    changeFeed: {{heartbeat: 200ms}}\n    storage: {{mode: replicated}}\n  distributor: {{enabled: false}}\nhaInstances:\n  g1:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {}}}, caching-service: {{port: {}}}}}\n  g2:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {}}}, caching-service: {{port: {}}}}}\n  w3:\n    hostname: 127.0.0.1\n    components: {{gateway: {{enabled: false}}, caching-service: {{port: {}}}}}\n",
+            g[0], c[0], g[1], c[1], c[2]
+        );
+        ws.write("zowe.yaml", &yaml);
+        ws.run(&["users", "add", "alice", "-c", "zowe.yaml"], &format!("{PASSWORD}\n")).expect_code(0);
+        let http = plexgate_tests::https::client(&ws.ca(), None);
+        let ids = ["g1", "g2", "w3"];
+        let replicas = ids
+            .iter()
+            .map(|id| Some(ws.spawn(&format!("caching-{id}"), &["caching-service", "-c", "zowe.yaml", "--ha-instance", id])))
+            .collect();
+        let gateways =
+            ids[..2].iter().map(|id| ws.spawn(&format!("gateway-{id}"), &["gateway", "-c", "zowe.yaml", "--ha-instance", id])).collect();
+        let site = Site { ws, replicas, replica_ports: c, gateways, gateway_ports: g, http };
+        for port in site.gateway_ports.clone() {
+            assert_eventually!(
+                Duration::from_secs(30),
+                site.http.get(format!("https://127.0.0.1:{port}/application/health")).send().is_ok_and(|r| r.status() == 200),
+                "gateway {port} UP\n{}",
+                site.logs()
+            );
+        }
+        site
+    }
+
+    fn logs(&self) -> String {
+        self.replicas.iter().flatten().chain(self.gateways.iter()).map(|p| p.logs()).collect()
+    }
+
+    fn auth(&self, i: usize, path: &str) -> String {
+        format!("https://127.0.0.1:{}/gateway/api/v1/auth{path}", self.gateway_ports[i])
+    }
+
+    fn login(&self, i: usize) -> Option<String> {
+        let r = self.http.post(self.auth(i, "/login")).basic_auth("alice", Some(PASSWORD)).send().ok()?;
+        if r.status() != 204 {
+            return None;
+        }
+        plexgate_tests::cluster::token_from(&r)
+    }
+
+    fn query(&self, i: usize, token: &str) -> u16 {
+        self.http.get(self.auth(i, "/query")).bearer_auth(token).timeout(Duration::from_secs(10)).send().map_or(0, |r| r.status().as_u16())
+    }
+
+    fn logout(&self, i: usize, token: &str) -> u16 {
+        let r = self
+            .http
+            .post(self.auth(i, "/logout"))
+            .header("Cookie", format!("apimlAuthenticationToken={token}"))
+            .timeout(Duration::from_secs(15))
+            .send();
+        r.map_or(0, |r| r.status().as_u16())
+    }
+
+    /// The replica leading now, from the members endpoint of any replica that answers.
+    fn leader(&self) -> Option<usize> {
+        let group = Group { procs: Vec::new(), ports: self.replica_ports.clone(), config: std::path::PathBuf::new() };
+        (0..3).filter(|i| self.replicas[*i].is_some()).find(|i| group.role(&self.ws, *i).as_deref() == Some("Leader"))
+    }
+}
+
+#[test]
+fn gateways_keep_serving_and_honour_every_logout_when_the_leader_is_killed() {
+    let mut site = Site::start();
+    let steady = site.login(0).expect("login");
+    assert_eventually!(Duration::from_secs(10), site.leader().is_some(), "a leader\n{}", site.logs());
+    let leader = site.leader().unwrap();
+    let (mut queries, mut failed_queries, mut logouts, mut failed_logouts) = (0, 0, Vec::new(), 0);
+    let mut slowest_logout = Duration::ZERO;
+    let start = Instant::now();
+    let mut killed = false;
+    let mut k = 0;
+    while start.elapsed() < Duration::from_secs(8) {
+        if !killed && start.elapsed() > Duration::from_secs(2) {
+            site.replicas[leader].as_ref().unwrap().signal("KILL");
+            killed = true;
+        }
+        // Authenticated calls with a valid token on both gateways.
+        for i in [0, 1] {
+            queries += 1;
+            if site.query(i, &steady) != 200 {
+                failed_queries += 1;
+            }
+        }
+        // A login on one gateway, its logout on the other.
+        k += 1;
+        if let Some(t) = site.login(k % 2) {
+            let sent = Instant::now();
+            if site.logout((k + 1) % 2, &t) == 204 {
+                slowest_logout = slowest_logout.max(sent.elapsed());
+                logouts.push(t);
+            } else {
+                failed_logouts += 1;
+            }
+        }
+    }
+    site.replicas[leader] = None;
+    println!(
+        "leader replica {} SIGKILLed under load: {failed_queries} of {queries} token checks failed, {} logouts acknowledged ({failed_logouts} failed), slowest logout {slowest_logout:?}",
+        leader + 1,
+        logouts.len()
+    );
+    assert_eq!(failed_queries, 0, "token checks failed while the leader died\n{}", site.logs());
+    assert_eq!(failed_logouts, 0, "logouts failed while the leader died\n{}", site.logs());
+    assert!(slowest_logout < Duration::from_secs(5), "a logout took {slowest_logout:?}");
+    // Every acknowledged logout is honoured by both gateways.
+    for t in &logouts {
+        for i in [0, 1] {
+            assert_eventually!(Duration::from_secs(2), site.query(i, t) == 401, "gateway {i} honours an acknowledged logout");
+        }
+    }
+}
