@@ -38,7 +38,7 @@ const MINIMAL: &str = "components:\n  gateway:\n    apiml:\n      security:\n   
 fn the_embedded_example_is_valid_for_every_instance() {
     let doc = Document::parse("example", EXAMPLE, &[]).unwrap();
     let all = load_all(&doc, Path::new("/base")).unwrap();
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 4);
     assert!(all[0].warnings.is_empty(), "{:?}", all[0].warnings);
     let base = &all[0].config;
     assert_eq!(base.external_port, 7554);
@@ -47,10 +47,12 @@ fn the_embedded_example_is_valid_for_every_instance() {
     assert_eq!(base.distributor.address, "127.0.0.1");
     let t: Vec<_> = base.distributor.targets.iter().map(|t| (t.name.as_str(), t.port, t.role)).collect();
     assert_eq!(t, [("lpar1", 17554, Role::Preferred), ("lpar2", 27554, Role::Backup { rank: 1 })]);
-    assert_eq!(base.caching_service_urls, ["https://127.0.0.1:7555"]);
+    assert_eq!(base.caching_service_urls, ["https://127.0.0.1:7555", "https://127.0.0.1:27555", "https://127.0.0.1:37555"]);
+    assert_eq!(base.caching_service.storage.mode, StorageMode::Replicated);
+    assert!(!all[3].config.gateway.enabled, "lpar3 is the witness: a caching service only");
     assert_eq!(all[1].config.gateway.port, 17554);
     assert!(all[1].config.caching_service.enabled);
-    assert!(!all[2].config.caching_service.enabled);
+    assert!(all[2].config.caching_service.enabled);
     assert_eq!(all[2].config.gateway.port, 27554);
     assert!(base.certificates.generated);
     assert_eq!(base.certificates.key, Path::new("/base/workspace/certificates/server.key"));

@@ -11,7 +11,7 @@ fn the_example_and_the_embedded_default_validate() {
     let run = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(0);
     assert!(
         run.stdout().contains(
-            "valid; 2 haInstance(s) (lpar1, lpar2); distributor hotStandby on 127.0.0.1:7554 -> lpar1 (preferred), lpar2 (backup 1)"
+            "valid; 3 haInstance(s) (lpar1, lpar2, lpar3); distributor hotStandby on 127.0.0.1:7554 -> lpar1 (preferred), lpar2 (backup 1)"
         ),
         "{}",
         run.stdout()
@@ -24,7 +24,7 @@ fn the_example_and_the_embedded_default_validate() {
 #[test]
 fn bad_values_exit_2_naming_path_line_and_allowed_values() {
     let ws = Workspace::new();
-    let bad = EXAMPLE.replace("      mode: durable\n", "      mode: imMemory\n").replace("    port: 7555\n", "    port: 75550\n");
+    let bad = EXAMPLE.replace("      mode: replicated\n", "      mode: imMemory\n").replace("    port: 7555\n", "    port: 75550\n");
     let file = ws.write("bad.yaml", &bad);
     let run = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2);
     let err = run.stderr();
@@ -39,11 +39,11 @@ fn bad_values_exit_2_naming_path_line_and_allowed_values() {
 fn a_target_naming_an_unknown_instance_and_an_ha_instance_override_are_reported_where_written() {
     let ws = Workspace::new();
     let bad =
-        EXAMPLE.replace("      - instance: lpar2\n", "      - instance: lpar3\n").replace("        port: 27554\n", "        port: -1\n");
+        EXAMPLE.replace("      - instance: lpar2\n", "      - instance: lpar9\n").replace("        port: 27554\n", "        port: -1\n");
     let file = ws.write("bad.yaml", &bad);
     let err = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2).stderr();
     assert!(err.contains("components.distributor.targets.1.instance"), "{err}");
-    assert!(err.contains("names haInstance `lpar3`, which is not defined; defined: lpar1, lpar2"), "{err}");
+    assert!(err.contains("names haInstance `lpar9`, which is not defined; defined: lpar1, lpar2, lpar3"), "{err}");
     assert!(err.contains("haInstances.lpar2.components.gateway.port (line"), "{err}");
 }
 
@@ -95,8 +95,10 @@ fn show_prints_the_merged_view_and_refuses_an_unknown_instance() {
 #[test]
 fn secrets_are_masked_in_show() {
     let ws = Workspace::new();
-    let yaml = EXAMPLE
-        .replace("      mode: durable\n", "      mode: redis\n      redis:\n        masterNodeUri: \"app:Sup3rS3cret@127.0.0.1:6379\"\n");
+    let yaml = EXAMPLE.replace(
+        "      mode: replicated\n",
+        "      mode: redis\n      redis:\n        masterNodeUri: \"app:Sup3rS3cret@127.0.0.1:6379\"\n",
+    );
     let file = ws.write("redis.yaml", &yaml);
     let run = ws.run(&["config", "show", "-c", file.to_str().unwrap(), "--ha-instance", "lpar1"], "").expect_code(0);
     assert!(!run.stdout().contains("Sup3rS3cret") && !run.stderr().contains("Sup3rS3cret"));
@@ -128,13 +130,13 @@ fn static_service_definitions_are_validated_too() {
 #[test]
 fn several_caching_services_with_separate_embedded_stores_are_refused() {
     let ws = Workspace::new();
-    // lpar2 runs a caching service of its own next to lpar1's, both `durable`: two stores.
-    let split = EXAMPLE.replace("      caching-service:\n        enabled: false\n", "      caching-service:\n        port: 27555\n");
+    // Every haInstance runs a caching service, each `durable`: three stores.
+    let split = EXAMPLE.replace("      mode: replicated\n", "      mode: durable\n");
     assert_ne!(split, EXAMPLE);
     let file = ws.write("split.yaml", &split);
     let err = ws.run(&["config", "validate", "-c", file.to_str().unwrap()], "").expect_code(2).stderr();
     assert!(err.contains("components.caching-service.storage.mode"), "{err}");
-    assert!(err.contains("haInstances lpar1, lpar2 each run a caching service with its own embedded store"), "{err}");
+    assert!(err.contains("haInstances lpar1, lpar2, lpar3 each run a caching service with its own embedded store"), "{err}");
     assert!(err.contains("`redis`"), "{err}");
     // `plexgate up` refuses it too, before starting anything.
     let up = ws.run(&["up", "-c", file.to_str().unwrap()], "");

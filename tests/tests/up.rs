@@ -14,6 +14,8 @@ fn config(ws: &Workspace) -> (u16, String) {
         .replace("port: 17554", &format!("port: {}", free_port()))
         .replace("port: 27554", &format!("port: {}", free_port()))
         .replace("port: 7555", &format!("port: {}", free_port()))
+        .replace("port: 27555", &format!("port: {}", free_port()))
+        .replace("port: 37555", &format!("port: {}", free_port()))
         .replace("ports: [17601, 17602]", &format!("ports: [{}, {}]", free_port(), free_port()))
         // Quick stops, so the test does not wait for production drain times.
         .replace("    method: hotStandby\n", "    method: hotStandby\n    drainTimeout: 2s\n")
@@ -92,11 +94,19 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
         assert_eq!(r.json::<serde_json::Value>().unwrap()["user"], "demo");
     }
     // The child processes, each with its name in front of its log lines.
-    let names = ["[caching-service-lpar1]", "[gateway-lpar1]", "[gateway-lpar2]", "[sample-1]", "[distributor]"];
+    let names = [
+        "[caching-service-lpar1]",
+        "[caching-service-lpar2]",
+        "[caching-service-lpar3]",
+        "[gateway-lpar1]",
+        "[gateway-lpar2]",
+        "[sample-1]",
+        "[distributor]",
+    ];
     assert_eventually!(
         Duration::from_secs(20),
-        children(up.pid()).len() == 6 && names.iter().all(|n| up.logs().contains(n)),
-        "caching service, 2 sample instances, 2 gateways, distributor, each named in the log: {:?}\n{}",
+        children(up.pid()).len() == 8 && names.iter().all(|n| up.logs().contains(n)),
+        "3 caching-service replicas, 2 sample instances, 2 gateways, distributor, each named in the log: {:?}\n{}",
         children(up.pid()),
         up.logs()
     );
@@ -110,10 +120,36 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     Command::new("kill").args(["-KILL", &gateway.to_string()]).status().unwrap();
     assert_eventually!(
         Duration::from_secs(20),
-        up.logs().contains("[gateway-lpar2] exited") && children(up.pid()).len() == 6,
+        up.logs().contains("[gateway-lpar2] exited") && children(up.pid()).len() == 8,
         "gateway restarted\n{}",
         up.logs()
     );
+    // kill -9 of any one caching service: the README's login and a routed call keep working
+    // at once, and a logout is still recorded (by the two replicas left).
+    for victim in ["lpar1", "lpar3"] {
+        let cs = children(up.pid())
+            .into_iter()
+            .find(|k| {
+                let cmd = std::fs::read_to_string(format!("/proc/{k}/cmdline")).unwrap_or_default();
+                cmd.contains("caching-service") && cmd.contains(victim)
+            })
+            .expect("caching service");
+        Command::new("kill").args(["-KILL", &cs.to_string()]).status().unwrap();
+        let r = http.post(&login).basic_auth("demo", Some(&password)).send().unwrap();
+        assert_eq!(r.status(), 204, "login right after kill -9 of caching service {victim}");
+        let t = plexgate_tests::cluster::token_from(&r).unwrap();
+        let hello = http.get(format!("https://127.0.0.1:{port}/sample/api/v1/hello")).bearer_auth(&t).send().unwrap();
+        assert_eq!(hello.status(), 200, "routed call right after kill -9 of caching service {victim}\n{}", up.logs());
+        let logout = format!("https://127.0.0.1:{port}/gateway/api/v1/auth/logout");
+        let out = http.post(&logout).header("Cookie", format!("apimlAuthenticationToken={t}")).send().unwrap();
+        assert_eq!(out.status(), 204, "logout with one caching service down\n{}", up.logs());
+        assert_eventually!(
+            Duration::from_secs(30),
+            up.logs().contains(&format!("[caching-service-{victim}] exited")) && children(up.pid()).len() == 8,
+            "caching service {victim} restarted\n{}",
+            up.logs()
+        );
+    }
     // Ctrl-C (SIGINT) stops everything, and no child survives.
     let kids = children(up.pid());
     let stopping = Instant::now();
