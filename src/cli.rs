@@ -28,8 +28,9 @@ pub enum Command {
     /// Manage the users file of the `users-file` authentication provider.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Run the caching service of an instance (Zowe's caching-service REST API over mutual TLS).
-    CachingService(InstanceArgs),
+    /// Run the caching service of an instance (Zowe's caching-service REST API over mutual TLS),
+    /// or show its replicated group (`members`).
+    CachingService(CachingServiceArgs),
     /// Run the gateway of an instance (login, tokens, revocation honoured by every gateway).
     Gateway(InstanceArgs),
     /// Run the distributor: the virtual address, spreading TCP connections over the gateways.
@@ -97,6 +98,26 @@ pub struct InstanceArgs {
     /// The haInstance to run as (its overrides are merged over components.*).
     #[arg(long, value_name = "ID", env = "PLEXGATE_HA_INSTANCE")]
     pub ha_instance: Option<String>,
+}
+
+/// `plexgate caching-service`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CachingServiceArgs {
+    /// Without one: run the caching service.
+    #[command(subcommand)]
+    pub action: Option<CachingServiceAction>,
+    /// Which instance to run.
+    #[command(flatten)]
+    pub run: InstanceArgs,
+}
+
+/// What `plexgate caching-service` does besides running.
+#[derive(Debug, Subcommand)]
+pub enum CachingServiceAction {
+    /// Show the replicated group (`storage.mode: replicated`): every replica's id, address,
+    /// role, term, log and applied index, contact with a leader, and its lag behind the leader.
+    Members(ConfigArgs),
 }
 
 /// Where the configuration comes from.

@@ -33,7 +33,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(UsersCommand::Add { config, name, admin }) => users::add(&config, &name, admin),
-        Command::CachingService(args) => caching_service::run(&args),
+        Command::CachingService(args) => match &args.action {
+            Some(crate::cli::CachingServiceAction::Members(m)) => caching_service::members(m),
+            None => caching_service::run(&args.run),
+        },
         Command::Gateway(args) => gateway::run(&args),
         Command::Distributor(args) => distributor::run(&args),
         Command::Status(args) => status::run(&args),

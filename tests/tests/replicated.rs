@@ -311,3 +311,69 @@ fn gateways_keep_serving_and_honour_every_logout_when_the_leader_is_killed() {
         }
     }
 }
+
+#[test]
+fn a_durable_store_is_imported_once_into_a_new_group() {
+    let ws = Workspace::with_certs();
+    // Before: one caching service (haInstance r1) on its durable store.
+    let port = plexgate_tests::free_port();
+    ws.write(
+        "zowe-durable.yaml",
+        &format!("zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    enabled: false\n  caching-service:\n    storage: {{mode: durable}}\n  distributor: {{enabled: false}}\nhaInstances:\n  r1:\n    hostname: 127.0.0.1\n    components: {{caching-service: {{port: {port}}}}}\n"),
+    );
+    let mut old = ws.spawn("durable", &["caching-service", "-c", "zowe-durable.yaml", "--ha-instance", "r1"]);
+    let c = ws.client();
+    let api = |p: u16, path: &str| format!("https://127.0.0.1:{p}/cachingservice/api/v1{path}");
+    assert_eventually!(Duration::from_secs(20), c.get(api(port, "/cache")).send().is_ok_and(|r| r.status() == 200), "durable store up");
+    assert_eq!(c.post(api(port, "/cache")).json(&json!({"key": "salt", "value": "s4lt"})).send().unwrap().status(), 201);
+    for i in 0..20 {
+        let r = c
+            .post(api(port, "/cache-list/invalidTokens"))
+            .json(&json!({"key": format!("pat{i}"), "value": "4102444800000"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    assert_eq!(
+        c.post(api(port, "/cache-list/invalidUsers")).json(&json!({"key": "alice", "value": "1700000000000"})).send().unwrap().status(),
+        201
+    );
+    old.signal("TERM");
+    assert!(old.wait_exit(Duration::from_secs(20)).is_some());
+    // After: the same workspace, three replicas; r1 finds its old store and imports it.
+    let g = Group::start(&ws, 3, "", "");
+    for i in 0..3 {
+        assert_eventually!(
+            Duration::from_secs(20),
+            tokens(&ws, &g, i).is_some_and(|t| t.len() == 20),
+            "r{} has the imported revocations\n{}",
+            i + 1,
+            g.logs()
+        );
+        let salt: Value = c.get(api(g.ports[i], "/cache/salt")).send().unwrap().json().unwrap();
+        assert_eq!(salt["value"], "s4lt");
+        let users: Value = c.get(api(g.ports[i], "/cache-list/invalidUsers")).send().unwrap().json().unwrap();
+        assert_eq!(users["alice"], "1700000000000");
+    }
+    assert!(ws.path().join("workspace/caching-service/r1.redb.imported").exists(), "the import is recorded");
+}
+
+#[test]
+fn members_shows_the_group_and_a_replica_that_is_down() {
+    let ws = Workspace::with_certs();
+    let mut g = Group::start(&ws, 3, "", "");
+    assert_eventually!(Duration::from_secs(10), g.leader(&ws).is_some(), "a leader");
+    let run = ws.run(&["caching-service", "members", "-c", "zowe-replicated.yaml"], "").expect_code(0);
+    let out = run.stdout();
+    assert_eq!(out.matches("Leader").count(), 1, "{out}");
+    assert_eq!(out.matches("Follower").count(), 2, "{out}");
+    assert!(out.contains("3 of 3 replicas answer; a majority is 2"), "{out}");
+    for r in ["r1", "r2", "r3"] {
+        assert!(out.contains(r), "{out}");
+    }
+    let follower = (g.leader(&ws).unwrap() + 1) % 3;
+    g.procs[follower].as_mut().unwrap().kill();
+    g.procs[follower] = None;
+    let out = ws.run(&["caching-service", "members", "-c", "zowe-replicated.yaml"], "").expect_code(0).stdout();
+    assert!(out.contains("DOWN") && out.contains("2 of 3 replicas answer"), "{out}");
+}

@@ -22,6 +22,7 @@
 // them is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+mod import;
 mod log;
 mod membership;
 mod network;
@@ -164,6 +165,7 @@ pub async fn start(config: &Config, limits: Limits) -> Result<(Arc<dyn Storage>,
     });
     tokio::spawn(membership::bootstrap(raft, id, replicas));
     tokio::spawn(set_group_epoch(Arc::downgrade(&r)));
+    tokio::spawn(import::durable(Arc::downgrade(&r), cs.storage.durable_file.clone()));
     let routes = service::router(r.clone());
     Ok((Arc::new(Replicated { r }), routes))
 }
@@ -193,7 +195,7 @@ async fn set_group_epoch(r: std::sync::Weak<Replica>) {
     }
 }
 
-fn group_epoch(db: &redb::Database) -> Result<Option<String>, CacheError> {
+pub(crate) fn group_epoch(db: &redb::Database) -> Result<Option<String>, CacheError> {
     let txn = redb::ReadableDatabase::begin_read(db)?;
     Ok(txn.open_table(super::embedded::IDENT)?.get("group")?.map(|v| v.value().to_owned()))
 }
@@ -204,7 +206,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> CacheError {
 
 impl Replicated {
     /// Commits `w` through the group (forwarded to the leader when this replica is not it).
-    async fn propose(&self, w: Write) -> Result<u64, CacheError> {
+    pub(crate) async fn propose(&self, w: Write) -> Result<u64, CacheError> {
         let deadline = Instant::now() + WRITE_DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
