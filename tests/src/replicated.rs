@@ -24,19 +24,35 @@ impl Group {
     /// replicas; waits until one of them leads and all answer healthy.
     pub fn start(ws: &Workspace, n: usize, service: &str, storage: &str) -> Group {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut yaml = format!(
-            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    enabled: false\n  caching-service:\n{service}    changeFeed: {{heartbeat: 200ms}}\n    storage:\n      mode: replicated\n{storage}  distributor: {{enabled: false}}\nhaInstances:\n"
-        );
-        for (i, p) in ports.iter().enumerate() {
-            yaml.push_str(&format!("  r{}:\n    hostname: 127.0.0.1\n    components: {{caching-service: {{port: {p}}}}}\n", i + 1));
-        }
-        let config = ws.write("zowe-replicated.yaml", &yaml);
+        let config = Group::write_config(ws, &ports, service, storage);
         let mut g = Group { procs: (0..n).map(|_| None).collect(), ports, config };
         for i in 0..n {
             g.spawn(ws, i);
         }
         g.wait_all_healthy(ws);
         g
+    }
+
+    /// Writes `zowe-replicated.yaml` naming one replica (`r1`, `r2`, ...) per port.
+    pub fn write_config(ws: &Workspace, ports: &[u16], service: &str, storage: &str) -> std::path::PathBuf {
+        let mut yaml = format!(
+            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    enabled: false\n  caching-service:\n{service}    changeFeed: {{heartbeat: 200ms}}\n    storage:\n      mode: replicated\n{storage}  distributor: {{enabled: false}}\nhaInstances:\n"
+        );
+        for (i, p) in ports.iter().enumerate() {
+            yaml.push_str(&format!("  r{}:\n    hostname: 127.0.0.1\n    components: {{caching-service: {{port: {p}}}}}\n", i + 1));
+        }
+        ws.write("zowe-replicated.yaml", &yaml)
+    }
+
+    /// Stops replica `i` (SIGTERM, bounded) and starts it again with the current file.
+    pub fn restart(&mut self, ws: &Workspace, i: usize) {
+        if let Some(mut p) = self.procs[i].take() {
+            p.signal("TERM");
+            if p.wait_exit(Duration::from_secs(20)).is_none() {
+                p.kill();
+            }
+        }
+        self.spawn(ws, i);
     }
 
     /// Starts replica `i` (again) without waiting.

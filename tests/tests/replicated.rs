@@ -377,3 +377,43 @@ fn members_shows_the_group_and_a_replica_that_is_down() {
     let out = ws.run(&["caching-service", "members", "-c", "zowe-replicated.yaml"], "").expect_code(0).stdout();
     assert!(out.contains("DOWN") && out.contains("2 of 3 replicas answer"), "{out}");
 }
+
+/// The voters the members endpoint of replica `i` reports.
+fn voters(ws: &Workspace, g: &Group, i: usize) -> Option<usize> {
+    let v: Value = ws.client().get(format!("https://127.0.0.1:{}/cachingservice/raft/v1/members", g.ports[i])).send().ok()?.json().ok()?;
+    Some(v["voters"].as_array()?.len())
+}
+
+#[test]
+fn a_replica_added_to_the_configuration_joins_and_one_removed_leaves() {
+    let ws = Workspace::with_certs();
+    let mut g = Group::start(&ws, 3, "", "");
+    assert!(revoke(&ws, &g, 0, "before-r4"));
+    // r4 joins the file; it starts, then the others restart onto the new file, the leader last.
+    g.ports.push(plexgate_tests::free_port());
+    g.procs.push(None);
+    g.config = Group::write_config(&ws, &g.ports, "", "");
+    g.spawn(&ws, 3);
+    let leader = g.leader(&ws).expect("leader");
+    for i in (0..3).filter(|i| *i != leader).chain([leader]) {
+        g.restart(&ws, i);
+        assert_eventually!(Duration::from_secs(30), g.health(&ws, i).is_some_and(|(s, _)| s == 200), "r{} back\n{}", i + 1, g.logs());
+    }
+    assert_eventually!(Duration::from_secs(30), voters(&ws, &g, 3) == Some(4), "r4 is a voter\n{}", g.logs());
+    assert!(revoke(&ws, &g, 3, "through-r4"), "a write through the new replica");
+    let have = tokens(&ws, &g, 3).expect("read through r4");
+    assert!(have.contains(&"before-r4".to_owned()) && have.contains(&"through-r4".to_owned()), "{have:?}");
+    // And out again: the file names three, the three restart, r4 stops.
+    let three = g.ports[..3].to_vec();
+    g.config = Group::write_config(&ws, &three, "", "");
+    let leader = g.leader(&ws).expect("leader");
+    for i in (0..3).filter(|i| *i != leader).chain([leader]) {
+        g.restart(&ws, i);
+        assert_eventually!(Duration::from_secs(30), g.health(&ws, i).is_some_and(|(s, _)| s == 200), "r{} back\n{}", i + 1, g.logs());
+    }
+    assert_eventually!(Duration::from_secs(30), (0..3).any(|i| voters(&ws, &g, i) == Some(3)), "r4 removed\n{}", g.logs());
+    if let Some(mut p) = g.procs[3].take() {
+        p.kill();
+    }
+    assert!(revoke(&ws, &g, 1, "after-r4"), "the three go on");
+}

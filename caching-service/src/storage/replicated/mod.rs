@@ -163,7 +163,8 @@ pub async fn start(config: &Config, limits: Limits) -> Result<(Arc<dyn Storage>,
         replicas: replicas.clone(),
         leader_contact: Mutex::new(None),
     });
-    tokio::spawn(membership::bootstrap(raft, id, replicas));
+    tokio::spawn(membership::bootstrap(raft.clone(), id, replicas.clone()));
+    tokio::spawn(membership::reconcile(raft, id, replicas));
     tokio::spawn(set_group_epoch(Arc::downgrade(&r)));
     tokio::spawn(import::durable(Arc::downgrade(&r), cs.storage.durable_file.clone()));
     let routes = service::router(r.clone());

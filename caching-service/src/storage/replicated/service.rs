@@ -151,6 +151,7 @@ pub fn status(r: &Replica) -> serde_json::Value {
         "committedOrApplied": m.last_applied.map(|l| l.index),
         "inContact": r.in_contact(),
         "replicas": nodes,
+        "voters": m.membership_config.membership().voter_ids().map(|v| v.to_string()).collect::<Vec<_>>(),
         "replication": replication,
     })
 }
