@@ -106,9 +106,16 @@ pub struct Revocations {
 
 impl Revocations {
     /// Starts following the revocation maps; `cache` is emptied as revocations arrive. Every
-    /// `evict_interval`, expired revocations and old rules are evicted.
-    pub fn start(client: CacheClient, staleness_bound: Duration, evict_interval: Duration, cache: Arc<VerifiedCache>) -> Arc<Revocations> {
-        let idle = Duration::from_secs(5);
+    /// `evict_interval`, expired revocations and old rules are evicted. A feed silent for
+    /// `feed_idle` is given up for the next caching service (a hung one sends nothing).
+    pub fn start(
+        client: CacheClient,
+        staleness_bound: Duration,
+        evict_interval: Duration,
+        feed_idle: Duration,
+        cache: Arc<VerifiedCache>,
+    ) -> Arc<Revocations> {
+        let idle = feed_idle;
         let view = MapView::start(client.clone(), &[INVALID_TOKENS, INVALID_USERS, INVALID_SCOPES], idle);
         let r = Arc::new(Revocations { client, view, salt: RwLock::new(Salt::default()), staleness_bound, cache });
         let mut changes = r.view.subscribe();

@@ -99,8 +99,11 @@ impl GatewayServer {
         let routes = crate::routing::Routes::load(config)?;
         routes.spawn_health_checks();
         let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
-        let sticky = crate::routing::sticky::StickyRoutes::start(client.clone(), g.routing.sticky_idle_timeout, g.evict_interval);
-        let revocations = Revocations::start(client, g.staleness_bound, g.evict_interval, cache.clone());
+        // Four heartbeats missed: the caching service is hung or cut off; follow the next one.
+        let feed_idle = (config.caching_service.feed_heartbeat * 4).max(Duration::from_millis(400));
+        let sticky =
+            crate::routing::sticky::StickyRoutes::start(client.clone(), g.routing.sticky_idle_timeout, g.evict_interval, feed_idle);
+        let revocations = Revocations::start(client, g.staleness_bound, g.evict_interval, feed_idle, cache.clone());
         let state = Arc::new(Gateway {
             instance: config.ha_instance.clone().unwrap_or_else(|| "default".to_owned()),
             tokens,

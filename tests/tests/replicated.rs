@@ -417,3 +417,69 @@ fn a_replica_added_to_the_configuration_joins_and_one_removed_leaves() {
     }
     assert!(revoke(&ws, &g, 1, "after-r4"), "the three go on");
 }
+
+/// Load through both gateways for `total` while replica `victim` is SIGSTOPped (from 1 s on):
+/// token checks must all pass, logouts all be acknowledged and honoured by the other
+/// gateway; returns (checks, logouts, slowest logout, slowest propagation).
+fn hung_replica(site: &Site, victim: usize, total: Duration) -> (usize, usize, Duration, Duration) {
+    let steady = site.login(0).expect("login");
+    let (mut checks, mut logouts, mut slowest_logout, mut slowest_propagation) = (0, 0, Duration::ZERO, Duration::ZERO);
+    let start = Instant::now();
+    let mut stopped = false;
+    let mut k = 0;
+    while start.elapsed() < total {
+        if !stopped && start.elapsed() > Duration::from_secs(1) {
+            site.replicas[victim].as_ref().unwrap().signal("STOP");
+            stopped = true;
+        }
+        for i in [0, 1] {
+            checks += 1;
+            let s = site.query(i, &steady);
+            assert_eq!(
+                s,
+                200,
+                "a token check on gateway {i} answered {s} while replica {} hung ({:?} in)\n{}",
+                victim + 1,
+                start.elapsed(),
+                site.logs()
+            );
+        }
+        k += 1;
+        let (a, b) = (k % 2, (k + 1) % 2);
+        let Some(t) = site.login(a) else { panic!("login on gateway {a} failed while replica {} hung", victim + 1) };
+        let sent = Instant::now();
+        assert_eq!(site.logout(b, &t), 204, "logout on gateway {b} while replica {} hung\n{}", victim + 1, site.logs());
+        let acked = Instant::now();
+        slowest_logout = slowest_logout.max(acked - sent);
+        logouts += 1;
+        assert_eventually!(Duration::from_secs(5), site.query(a, &t) == 401, "gateway {a} honours the logout");
+        slowest_propagation = slowest_propagation.max(acked.elapsed());
+    }
+    site.replicas[victim].as_ref().unwrap().signal("CONT");
+    (checks, logouts, slowest_logout, slowest_propagation)
+}
+
+#[test]
+fn a_hung_leader_or_follower_costs_no_token_check_and_no_logout() {
+    let site = Site::start();
+    assert_eventually!(Duration::from_secs(10), site.leader().is_some(), "a leader\n{}", site.logs());
+    let leader = site.leader().unwrap();
+    let (checks, logouts, slowest, propagation) = hung_replica(&site, leader, Duration::from_secs(61));
+    println!(
+        "leader replica {} SIGSTOPped for 60 s: {checks} token checks and {logouts} logouts, none failed; slowest logout {slowest:?}; slowest propagation to the other gateway {propagation:?}",
+        leader + 1
+    );
+    assert!(propagation < Duration::from_secs(1), "a logout took {propagation:?} to reach the other gateway");
+    assert_eventually!(
+        Duration::from_secs(15),
+        site.leader().is_some_and(|l| l != leader) || site.leader().is_some(),
+        "a leader after the resume"
+    );
+    let follower = (0..3).find(|i| Some(*i) != site.leader()).unwrap();
+    let (checks, logouts, slowest, propagation) = hung_replica(&site, follower, Duration::from_secs(16));
+    println!(
+        "follower replica {} SIGSTOPped for 15 s: {checks} token checks and {logouts} logouts, none failed; slowest logout {slowest:?}; slowest propagation {propagation:?}",
+        follower + 1
+    );
+    assert!(propagation < Duration::from_secs(1), "a logout took {propagation:?} to reach the other gateway");
+}

@@ -46,9 +46,9 @@ fn parse(value: &str) -> (String, Option<u64>) {
 
 impl StickyRoutes {
     /// Starts following the map; bindings unused for `idle` expire, and expired ones are
-    /// evicted every `evict_interval`.
-    pub fn start(client: CacheClient, idle: Duration, evict_interval: Duration) -> Arc<StickyRoutes> {
-        let view = MapView::start(client.clone(), &[STICKY_MAP], Duration::from_secs(5));
+    /// evicted every `evict_interval`; a feed silent for `feed_idle` is given up.
+    pub fn start(client: CacheClient, idle: Duration, evict_interval: Duration, feed_idle: Duration) -> Arc<StickyRoutes> {
+        let view = MapView::start(client.clone(), &[STICKY_MAP], feed_idle);
         let s = Arc::new(StickyRoutes { client, view, idle });
         let weak = Arc::downgrade(&s);
         tokio::spawn(async move {

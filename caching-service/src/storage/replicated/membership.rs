@@ -88,7 +88,8 @@ pub async fn reconcile(raft: Raft<TypeConfig>, me: u64, replicas: Vec<(String, u
         let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
         let missing = configured.iter().find(|(id, _)| !voters.contains(id));
         if let Some((id, node)) = missing {
-            let reachable = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&node.addr)).await.is_ok_and(|c| c.is_ok());
+            let reachable =
+                tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&node.addr)).await.is_ok_and(|c| c.is_ok());
             if !reachable {
                 continue;
             }
