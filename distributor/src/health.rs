@@ -30,8 +30,11 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Failure {
     /// What was seen.
     pub detail: String,
-    /// No TCP connection could be made at all (refused, unroutable, or silence): the target,
-    /// or the link to it, is gone, unlike one that answers slowly or with 503.
+    /// No TCP connection could be made and nothing answered: the connect timed out, or the
+    /// host or its network is unreachable (EHOSTUNREACH, ENETUNREACH). The target, or the
+    /// link to it, is gone. A refused connect is not this: a reset is sent by a live host
+    /// (a draining gateway past its grace closes its listener but still serves its open
+    /// requests), so its open connections must be kept.
     pub unreachable: bool,
 }
 
@@ -84,7 +87,8 @@ impl HealthCheck for HttpsCheck {
         let within = humanize(self.timeout);
         let mut tcp = match tokio::time::timeout_at(deadline, TcpStream::connect((t.host.as_str(), t.port))).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Failure::unreachable(format!("connect: {e}"))),
+            Ok(Err(e)) if no_host(&e) => return Err(Failure::unreachable(format!("connect: {e}"))),
+            Ok(Err(e)) => return Err(Failure::unhealthy(format!("connect: {e}"))),
             Err(_) => return Err(Failure::unreachable(format!("connect: no connection within {within}"))),
         };
         let _ = tcp.set_nodelay(true);
@@ -114,6 +118,12 @@ impl HealthCheck for HttpsCheck {
             Err(_) => Err(Failure::unhealthy(format!("no answer within {within}"))),
         }
     }
+}
+
+/// Whether a failed connect says that no host answers at all (as against a host that
+/// answered with a reset: refused).
+pub fn no_host(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::TimedOut)
 }
 
 /// The `status` of a JSON health body (`UP`, `DOWN`, `DRAINING`), else its start.

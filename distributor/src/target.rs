@@ -71,8 +71,10 @@ pub struct Target {
     total: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    /// Wakes the open connections to it when they are to be closed.
-    close: tokio::sync::Notify,
+    /// Bumped by [`Target::close_sessions`]. Every connection subscribes when it reserves
+    /// its slot, before it connects, so a close issued while it is still connecting or
+    /// writing its PROXY header is seen too (a `Notify` would only wake those already waiting).
+    close: tokio::sync::watch::Sender<u64>,
     metrics: Metrics,
 }
 
@@ -108,7 +110,7 @@ impl Target {
             total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            close: tokio::sync::Notify::new(),
+            close: tokio::sync::watch::Sender::new(0),
             metrics,
         }
     }
@@ -141,7 +143,7 @@ impl Target {
             return None;
         }
         self.metrics.active.increment(1.0);
-        Some(ActiveGuard { target: self.clone(), connected: false })
+        Some(ActiveGuard { target: self.clone(), connected: false, closed: self.close.subscribe() })
     }
 
     /// Counts bytes a client sent to this target.
@@ -197,19 +199,15 @@ impl Target {
         }
     }
 
-    /// Closes every connection open to it now (it cannot be reached: they would hang).
+    /// Closes every connection open to it now, including those still connecting (it cannot
+    /// be reached: they would hang). See [`ActiveGuard::closing`].
     pub fn close_sessions(&self) {
         let open = self.active();
         if open > 0 {
             tracing::warn!(target_name = %self.config.name, open, "target unreachable: closing the connections still open to it");
             metrics::counter!(m::SESSIONS_CLOSED_TOTAL, "target" => self.config.name.clone()).increment(open);
-            self.close.notify_waiters();
+            self.close.send_modify(|generation| *generation += 1);
         }
-    }
-
-    /// Completes when [`Target::close_sessions`] is called (after this future is first polled).
-    pub fn closing(&self) -> tokio::sync::futures::Notified<'_> {
-        self.close.notified()
     }
 
     /// Its state and counters for the admin listener.
@@ -261,13 +259,23 @@ impl Target {
     }
 }
 
-/// One reserved connection slot on a target; released when dropped.
+/// One reserved connection slot on a target; released when dropped. It is also the
+/// connection's entry in the target's registry of sessions: [`ActiveGuard::closing`] completes
+/// after any [`Target::close_sessions`] issued since the slot was reserved.
 pub struct ActiveGuard {
     target: std::sync::Arc<Target>,
     connected: bool,
+    closed: tokio::sync::watch::Receiver<u64>,
 }
 
 impl ActiveGuard {
+    /// Completes once the target's sessions are to be closed: at once if that was ordered
+    /// since this slot was reserved (while connecting, say), else when it is.
+    pub async fn closing(&mut self) {
+        // The sender lives in the target this guard holds, so this only ends by a change.
+        let _ = self.closed.changed().await;
+    }
+
     /// The target.
     pub fn target(&self) -> &std::sync::Arc<Target> {
         &self.target
