@@ -164,8 +164,15 @@ async fn take(shared: &Shared, client: &mut TcpStream, peer: SocketAddr, local: 
 async fn connect(shared: &Shared, guard: &mut ActiveGuard, peer: SocketAddr) -> Option<TcpStream> {
     let target = guard.target().clone();
     let timeout = shared.connect_timeout;
-    let (host, port) = (target.config.host.as_str(), target.config.port);
-    let attempt = tokio::time::timeout(timeout, TcpStream::connect((host, port)));
+    // The addresses resolved in the background: no lookup on the data path.
+    let addresses = target.addresses();
+    if addresses.is_empty() {
+        let detail = format!("host name {} not resolved (yet)", target.config.host);
+        tracing::debug!(%peer, target_name = %target.name(), %detail, "connect impossible; trying the next candidate");
+        target.connect_failed(&detail);
+        return None;
+    }
+    let attempt = tokio::time::timeout(timeout, TcpStream::connect(&addresses[..]));
     let detail = tokio::select! {
         result = attempt => match result {
             Ok(Ok(upstream)) => {

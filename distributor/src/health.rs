@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use plexgate_config::{Config, HealthCheckConfig, TargetConfig, tls};
+use plexgate_config::{Config, HealthCheckConfig, tls};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -53,7 +53,7 @@ impl Failure {
 pub trait HealthCheck: Send + Sync + 'static {
     /// `Ok(detail)` when the target may take new connections, `Err` when not. Bounded by its
     /// own timeout (the caller adds a safety margin only).
-    async fn check(&self, target: &TargetConfig) -> Result<String, Failure>;
+    async fn check(&self, target: &Target) -> Result<String, Failure>;
 }
 
 /// TCP connect plus HTTPS GET of `path`; 200 passes, anything else fails.
@@ -82,10 +82,16 @@ impl HttpsCheck {
 
 #[async_trait]
 impl HealthCheck for HttpsCheck {
-    async fn check(&self, t: &TargetConfig) -> Result<String, Failure> {
+    async fn check(&self, target: &Target) -> Result<String, Failure> {
+        let t = &target.config;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let within = humanize(self.timeout);
-        let mut tcp = match tokio::time::timeout_at(deadline, TcpStream::connect((t.host.as_str(), t.port))).await {
+        // The addresses resolved in the background, as the data path uses.
+        let addresses = target.addresses();
+        if addresses.is_empty() {
+            return Err(Failure::unhealthy(format!("host name {} not resolved (yet)", t.host)));
+        }
+        let mut tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(&addresses[..])).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) if no_host(&e) => return Err(Failure::unreachable(format!("connect: {e}"))),
             Ok(Err(e)) => return Err(Failure::unhealthy(format!("connect: {e}"))),
@@ -158,7 +164,7 @@ async fn run(target: Arc<Target>, check: Arc<dyn HealthCheck>, config: HealthChe
         ticks.tick().await;
         let started = Instant::now();
         // The check keeps its own timeout; this margin only guards against a check that does not.
-        let result = match tokio::time::timeout(config.timeout * 2, check.check(&target.config)).await {
+        let result = match tokio::time::timeout(config.timeout * 2, check.check(&target)).await {
             Ok(r) => r,
             Err(_) => Err(Failure::unhealthy(format!("no answer within {}", humanize(config.timeout)))),
         };

@@ -18,6 +18,8 @@ pub const REPLAYED_TOTAL: &str = "plexgate_distributor_replayed_total";
 /// Client connections closed because a target closed them before its first byte when the
 /// client had sent more than `replayBytes` (nothing could be replayed), by `target`.
 pub const NOT_REPLAYED_TOTAL: &str = "plexgate_distributor_not_replayed_total";
+/// Background lookups of a target's host name, by `target` and `result` (`ok`, `failed`).
+pub const RESOLUTIONS_TOTAL: &str = "plexgate_distributor_resolutions_total";
 /// Connections closed by the idle timeout.
 pub const IDLE_CLOSED_TOTAL: &str = "plexgate_distributor_idle_closed_total";
 /// Connections closed because their target became unreachable, by `target`.

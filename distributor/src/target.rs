@@ -11,8 +11,9 @@
 //!
 //! Every change is logged with its reason and counted.
 
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use plexgate_config::{HealthCheckConfig, TargetConfig};
@@ -75,6 +76,11 @@ pub struct Target {
     /// its slot, before it connects, so a close issued while it is still connecting or
     /// writing its PROXY header is seen too (a `Notify` would only wake those already waiting).
     close: tokio::sync::watch::Sender<u64>,
+    /// Where to connect: the address itself, or the host name's addresses as last resolved
+    /// in the background ([`crate::resolve`]), so no connection waits on the resolver.
+    addresses: Mutex<Arc<[SocketAddr]>>,
+    /// Asks the resolver for a fresh lookup (after a failed connect).
+    pub(crate) resolve_now: tokio::sync::Notify,
     metrics: Metrics,
 }
 
@@ -101,6 +107,10 @@ impl Target {
             up: metrics::gauge!(m::TARGET_UP, "target" => name),
         };
         metrics.up.set(1.0);
+        let addresses: Arc<[SocketAddr]> = match config.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) => Arc::new([SocketAddr::new(ip, config.port)]),
+            Err(_) => Arc::new([]),
+        };
         let health = Health { state: State::Unverified, since: SystemTime::now(), failures: 0, successes: 0, last_check: None };
         Target {
             config,
@@ -111,8 +121,25 @@ impl Target {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             close: tokio::sync::watch::Sender::new(0),
+            addresses: Mutex::new(addresses),
+            resolve_now: tokio::sync::Notify::new(),
             metrics,
         }
+    }
+
+    /// Whether it is named by a host name (resolved in the background), not an IP address.
+    pub fn by_host_name(&self) -> bool {
+        self.config.host.trim_matches(['[', ']']).parse::<IpAddr>().is_err()
+    }
+
+    /// The addresses to connect to (empty: a host name not resolved yet).
+    pub fn addresses(&self) -> Arc<[SocketAddr]> {
+        self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Stores the addresses a lookup found.
+    pub(crate) fn set_addresses(&self, found: Vec<SocketAddr>) {
+        *self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found.into();
     }
 
     /// Its name.
@@ -192,6 +219,8 @@ impl Target {
     /// A connect to it failed: no new connections until the next active check says otherwise.
     pub fn connect_failed(&self, detail: &str) {
         self.metrics.connect_failures.increment(1);
+        // The host may have moved: look it up again (a stored permit, so none is lost).
+        self.resolve_now.notify_one();
         let mut h = self.lock();
         if h.state.takes_connections() {
             h.successes = 0;

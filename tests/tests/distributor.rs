@@ -539,3 +539,20 @@ fn a_target_that_refuses_new_connections_keeps_its_open_ones() {
     assert_eq!(open.instance().expect("the open connection is kept: a refusal proves the host is alive"), "b1");
     assert!(!d.metrics().contains("plexgate_distributor_unreachable_closed_total"), "{}", d.metrics());
 }
+
+#[test]
+fn a_target_named_by_host_name_is_resolved_in_the_background_not_per_connection() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let backend = Backend::spawn(&ws, "b1", false);
+    let target = format!("localhost:{}", backend.port);
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: \"{target}\"}}]\n{FAST_HEALTH}"));
+    d.wait_state(&target, "up", Duration::from_secs(5));
+    assert_eq!(spread(d.port, &tls, 200), (counts(&[("b1", 200)]), vec![]));
+    let series = format!("plexgate_distributor_resolutions_total{{target=\"{target}\",result=\"ok\"}} ");
+    let metrics = d.metrics();
+    let lookups: u64 = metrics.lines().find_map(|l| l.strip_prefix(&series).and_then(|v| v.parse().ok())).unwrap_or(0);
+    eprintln!("200 connections and their health checks through {target}: {lookups} lookups of the host name");
+    // One at start, perhaps one more by the periodic resolver: not one per connection or check.
+    assert!((1..=2).contains(&lookups), "{lookups} lookups:\n{metrics}");
+}
