@@ -61,6 +61,7 @@ pub async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, lo
     let mut client = Metered { inner: client, target: target.clone(), activity: activity.clone() };
     let copy = async {
         client.write_all(&first).await?;
+        drop(first);
         tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER_BYTES, BUFFER_BYTES).await
     };
     tokio::select! {
@@ -235,10 +236,8 @@ async fn first_byte(
         tokio::select! {
             read = upstream.read(&mut from_target) => return match read {
                 Ok(0) => First::Gone("closed before its first byte".to_owned()),
-                Ok(n) => {
-                    from_target.truncate(n);
-                    First::Spoke(from_target)
-                }
+                // A copy of just what came: the buffer is not kept for the connection's life.
+                Ok(n) => First::Spoke(from_target[..n].to_vec()),
                 Err(e) => First::Gone(format!("{e} before its first byte")),
             },
             read = client.read(&mut from_client), if !sent.eof => match read {
