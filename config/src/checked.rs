@@ -386,6 +386,8 @@ pub struct DistributorConfig {
     pub drain_timeout: Duration,
     /// Send PROXY protocol v2 to the gateways.
     pub proxy_protocol: bool,
+    /// Client bytes kept until a target's first byte, for a replay on the next target (0: off).
+    pub replay_bytes: u32,
 }
 
 /// `components.distributor.method`.

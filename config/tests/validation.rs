@@ -201,6 +201,13 @@ fn distributor_roles_methods_and_limits_are_checked() {
     assert_eq!(p.len(), 2, "{p:#?}");
     let p = only_problem(&with("    method: weighted\n    targets:\n      - {instance: a, weight: 0}\n"));
     assert!(p.message.contains("weight above 0"), "{p}");
+    let p = only_problem(&with("    replayBytes: 2000000\n"));
+    assert_eq!(p.path, "components.distributor.replayBytes");
+    assert!(p.message.contains("found 2000000, allowed 0 (no replay) to 1048576 bytes"), "{p}");
+    let p = only_problem(&with("    replayBytes: -1\n"));
+    assert_eq!(p.path, "components.distributor.replayBytes");
+    assert_eq!(load_text(&with("    replayBytes: 0\n"), None, &[]).unwrap().config.distributor.replay_bytes, 0);
+    assert_eq!(load_text(&with("    method: hotStandby\n"), None, &[]).unwrap().config.distributor.replay_bytes, 16384);
     let c = load_text(
         &with("    targets:\n      - {instance: b}\n      - {address: \"other:99\", role: backup}\n      - {instance: a}\n"),
         None,

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use plexgate_config::{Config, HealthCheckConfig, TargetConfig, tls};
+use plexgate_config::{Config, HealthCheckConfig, tls};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -30,8 +30,11 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Failure {
     /// What was seen.
     pub detail: String,
-    /// No TCP connection could be made at all (refused, unroutable, or silence): the target,
-    /// or the link to it, is gone, unlike one that answers slowly or with 503.
+    /// No TCP connection could be made and nothing answered: the connect timed out, or the
+    /// host or its network is unreachable (EHOSTUNREACH, ENETUNREACH). The target, or the
+    /// link to it, is gone. A refused connect is not this: a reset is sent by a live host
+    /// (a draining gateway past its grace closes its listener but still serves its open
+    /// requests), so its open connections must be kept.
     pub unreachable: bool,
 }
 
@@ -50,7 +53,7 @@ impl Failure {
 pub trait HealthCheck: Send + Sync + 'static {
     /// `Ok(detail)` when the target may take new connections, `Err` when not. Bounded by its
     /// own timeout (the caller adds a safety margin only).
-    async fn check(&self, target: &TargetConfig) -> Result<String, Failure>;
+    async fn check(&self, target: &Target) -> Result<String, Failure>;
 }
 
 /// TCP connect plus HTTPS GET of `path`; 200 passes, anything else fails.
@@ -79,12 +82,19 @@ impl HttpsCheck {
 
 #[async_trait]
 impl HealthCheck for HttpsCheck {
-    async fn check(&self, t: &TargetConfig) -> Result<String, Failure> {
+    async fn check(&self, target: &Target) -> Result<String, Failure> {
+        let t = &target.config;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let within = humanize(self.timeout);
-        let mut tcp = match tokio::time::timeout_at(deadline, TcpStream::connect((t.host.as_str(), t.port))).await {
+        // The addresses resolved in the background, as the data path uses.
+        let addresses = target.addresses();
+        if addresses.is_empty() {
+            return Err(Failure::unhealthy(format!("host name {} not resolved (yet)", t.host)));
+        }
+        let mut tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(&addresses[..])).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Failure::unreachable(format!("connect: {e}"))),
+            Ok(Err(e)) if no_host(&e) => return Err(Failure::unreachable(format!("connect: {e}"))),
+            Ok(Err(e)) => return Err(Failure::unhealthy(format!("connect: {e}"))),
             Err(_) => return Err(Failure::unreachable(format!("connect: no connection within {within}"))),
         };
         let _ = tcp.set_nodelay(true);
@@ -114,6 +124,12 @@ impl HealthCheck for HttpsCheck {
             Err(_) => Err(Failure::unhealthy(format!("no answer within {within}"))),
         }
     }
+}
+
+/// Whether a failed connect says that no host answers at all (as against a host that
+/// answered with a reset: refused).
+pub fn no_host(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::TimedOut)
 }
 
 /// The `status` of a JSON health body (`UP`, `DOWN`, `DRAINING`), else its start.
@@ -148,7 +164,7 @@ async fn run(target: Arc<Target>, check: Arc<dyn HealthCheck>, config: HealthChe
         ticks.tick().await;
         let started = Instant::now();
         // The check keeps its own timeout; this margin only guards against a check that does not.
-        let result = match tokio::time::timeout(config.timeout * 2, check.check(&target.config)).await {
+        let result = match tokio::time::timeout(config.timeout * 2, check.check(&target)).await {
             Ok(r) => r,
             Err(_) => Err(Failure::unhealthy(format!("no answer within {}", humanize(config.timeout)))),
         };

@@ -8,7 +8,8 @@
 //! that target suspect and falls through to the next) and copies bytes both ways until close
 //! or idle timeout. Beside it, [`health`] checks every target (TCP connect + HTTPS GET of the
 //! gateway's health endpoint) and moves its [`target::State`]; [`admin`] serves the status and
-//! the metrics. A connection stays on its target until it closes: state changes only steer
+//! the metrics; [`resolve`] looks up targets named by host name in the background. A
+//! connection stays on its target until it closes: state changes only steer
 //! new connections.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod proxy_protocol;
+pub mod resolve;
 pub mod select;
 mod server;
 pub mod splice;

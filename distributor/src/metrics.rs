@@ -12,6 +12,14 @@ pub const CONNECTIONS_ACTIVE: &str = "plexgate_distributor_connections_active";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "plexgate_distributor_connections_refused_total";
 /// Connects to a target that failed (each one made the connection fall through), by `target`.
 pub const CONNECT_FAILURES_TOTAL: &str = "plexgate_distributor_connect_failures_total";
+/// Client connections replayed on the next candidate because a target closed or reset them
+/// before its first byte, by `target` (the one that closed).
+pub const REPLAYED_TOTAL: &str = "plexgate_distributor_replayed_total";
+/// Client connections closed because a target closed them before its first byte when the
+/// client had sent more than `replayBytes` (nothing could be replayed), by `target`.
+pub const NOT_REPLAYED_TOTAL: &str = "plexgate_distributor_not_replayed_total";
+/// Background lookups of a target's host name, by `target` and `result` (`ok`, `failed`).
+pub const RESOLUTIONS_TOTAL: &str = "plexgate_distributor_resolutions_total";
 /// Connections closed by the idle timeout.
 pub const IDLE_CLOSED_TOTAL: &str = "plexgate_distributor_idle_closed_total";
 /// Connections closed because their target became unreachable, by `target`.

@@ -97,6 +97,7 @@ impl Distributor {
         // Installed before the targets make their metric handles, so those record.
         let metrics = crate::metrics::install();
         let targets: Vec<Arc<Target>> = config.targets.iter().cloned().map(|t| Arc::new(Target::new(t))).collect();
+        crate::resolve::resolve_all(&targets).await;
         let listener = listen(&config.address, config.port).await?;
         let admin = match &config.admin {
             Some(a) => Some(listen(&a.address, a.port).await?),
@@ -134,7 +135,8 @@ impl Distributor {
     /// Serves until `shutdown` completes, then drains (see the module doc).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), DistributorError> {
         let Distributor { listener, admin, shared, check } = self;
-        let checkers = spawn_checkers(&shared.targets, check, &shared.config.health_check);
+        let mut checkers = spawn_checkers(&shared.targets, check, &shared.config.health_check);
+        checkers.extend(crate::resolve::spawn_resolvers(&shared.targets));
         let admin = admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone())));
         tokio::pin!(shutdown);
         loop {

@@ -11,8 +11,9 @@
 //!
 //! Every change is logged with its reason and counted.
 
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use plexgate_config::{HealthCheckConfig, TargetConfig};
@@ -71,8 +72,15 @@ pub struct Target {
     total: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    /// Wakes the open connections to it when they are to be closed.
-    close: tokio::sync::Notify,
+    /// Bumped by [`Target::close_sessions`]. Every connection subscribes when it reserves
+    /// its slot, before it connects, so a close issued while it is still connecting or
+    /// writing its PROXY header is seen too (a `Notify` would only wake those already waiting).
+    close: tokio::sync::watch::Sender<u64>,
+    /// Where to connect: the address itself, or the host name's addresses as last resolved
+    /// in the background ([`crate::resolve`]), so no connection waits on the resolver.
+    addresses: Mutex<Arc<[SocketAddr]>>,
+    /// Asks the resolver for a fresh lookup (after a failed connect).
+    pub(crate) resolve_now: tokio::sync::Notify,
     metrics: Metrics,
 }
 
@@ -99,6 +107,10 @@ impl Target {
             up: metrics::gauge!(m::TARGET_UP, "target" => name),
         };
         metrics.up.set(1.0);
+        let addresses: Arc<[SocketAddr]> = match config.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) => Arc::new([SocketAddr::new(ip, config.port)]),
+            Err(_) => Arc::new([]),
+        };
         let health = Health { state: State::Unverified, since: SystemTime::now(), failures: 0, successes: 0, last_check: None };
         Target {
             config,
@@ -108,9 +120,26 @@ impl Target {
             total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            close: tokio::sync::Notify::new(),
+            close: tokio::sync::watch::Sender::new(0),
+            addresses: Mutex::new(addresses),
+            resolve_now: tokio::sync::Notify::new(),
             metrics,
         }
+    }
+
+    /// Whether it is named by a host name (resolved in the background), not an IP address.
+    pub fn by_host_name(&self) -> bool {
+        self.config.host.trim_matches(['[', ']']).parse::<IpAddr>().is_err()
+    }
+
+    /// The addresses to connect to (empty: a host name not resolved yet).
+    pub fn addresses(&self) -> Arc<[SocketAddr]> {
+        self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Stores the addresses a lookup found.
+    pub(crate) fn set_addresses(&self, found: Vec<SocketAddr>) {
+        *self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found.into();
     }
 
     /// Its name.
@@ -141,7 +170,7 @@ impl Target {
             return None;
         }
         self.metrics.active.increment(1.0);
-        Some(ActiveGuard { target: self.clone(), connected: false })
+        Some(ActiveGuard { target: self.clone(), connected: false, closed: self.close.subscribe() })
     }
 
     /// Counts bytes a client sent to this target.
@@ -190,6 +219,8 @@ impl Target {
     /// A connect to it failed: no new connections until the next active check says otherwise.
     pub fn connect_failed(&self, detail: &str) {
         self.metrics.connect_failures.increment(1);
+        // The host may have moved: look it up again (a stored permit, so none is lost).
+        self.resolve_now.notify_one();
         let mut h = self.lock();
         if h.state.takes_connections() {
             h.successes = 0;
@@ -197,19 +228,15 @@ impl Target {
         }
     }
 
-    /// Closes every connection open to it now (it cannot be reached: they would hang).
+    /// Closes every connection open to it now, including those still connecting (it cannot
+    /// be reached: they would hang). See [`ActiveGuard::closing`].
     pub fn close_sessions(&self) {
         let open = self.active();
         if open > 0 {
             tracing::warn!(target_name = %self.config.name, open, "target unreachable: closing the connections still open to it");
             metrics::counter!(m::SESSIONS_CLOSED_TOTAL, "target" => self.config.name.clone()).increment(open);
-            self.close.notify_waiters();
+            self.close.send_modify(|generation| *generation += 1);
         }
-    }
-
-    /// Completes when [`Target::close_sessions`] is called (after this future is first polled).
-    pub fn closing(&self) -> tokio::sync::futures::Notified<'_> {
-        self.close.notified()
     }
 
     /// Its state and counters for the admin listener.
@@ -261,13 +288,23 @@ impl Target {
     }
 }
 
-/// One reserved connection slot on a target; released when dropped.
+/// One reserved connection slot on a target; released when dropped. It is also the
+/// connection's entry in the target's registry of sessions: [`ActiveGuard::closing`] completes
+/// after any [`Target::close_sessions`] issued since the slot was reserved.
 pub struct ActiveGuard {
     target: std::sync::Arc<Target>,
     connected: bool,
+    closed: tokio::sync::watch::Receiver<u64>,
 }
 
 impl ActiveGuard {
+    /// Completes once the target's sessions are to be closed: at once if that was ordered
+    /// since this slot was reserved (while connecting, say), else when it is.
+    pub async fn closing(&mut self) {
+        // The sender lives in the target this guard holds, so this only ends by a change.
+        let _ = self.closed.changed().await;
+    }
+
     /// The target.
     pub fn target(&self) -> &std::sync::Arc<Target> {
         &self.target

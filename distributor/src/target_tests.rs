@@ -86,3 +86,27 @@ fn counters_follow_reservations_and_connects() {
     let s = t.status();
     assert_eq!((s.active, s.total, s.bytes_in, s.bytes_out), (0, 1, 10, 20));
 }
+
+/// Whether `f` completes on its first poll.
+fn ready_now(f: impl std::future::Future<Output = ()>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    f.as_mut().poll(&mut cx).is_ready()
+}
+
+#[test]
+fn a_close_issued_while_a_connection_is_still_connecting_is_not_missed() {
+    let t = std::sync::Arc::new(target());
+    // Reserved (connecting, or writing its PROXY header), not yet waiting for a close.
+    let mut connecting = t.try_acquire(0).expect("slot");
+    assert!(!ready_now(connecting.closing()), "nothing ordered yet");
+    t.close_sessions();
+    assert!(ready_now(connecting.closing()), "the close ordered before it waited is seen");
+    // A connection reserved after the close is not closed by it.
+    let mut later = t.try_acquire(0).expect("slot");
+    assert!(!ready_now(later.closing()));
+    drop(connecting);
+    t.close_sessions();
+    assert!(ready_now(later.closing()));
+}

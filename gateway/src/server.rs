@@ -250,8 +250,17 @@ impl GatewayServer {
         }
         drop(self.listener);
         tracing::info!(timeout = ?self.timeout, "no longer accepting; letting open requests finish");
+        let routes = self.state.routes.clone();
+        let all_closed = async {
+            graceful.shutdown().await;
+            let open = routes.tunnels_open();
+            if open > 0 {
+                tracing::info!(open, "HTTP connections closed; waiting for the upgraded ones (WebSockets)");
+            }
+            routes.tunnels_closed().await;
+        };
         tokio::select! {
-            _ = graceful.shutdown() => tracing::info!("all connections closed"),
+            _ = all_closed => tracing::info!("all connections closed"),
             _ = tokio::time::sleep(self.timeout) => tracing::warn!("shutdown timeout reached with connections still open"),
         }
         Ok(())

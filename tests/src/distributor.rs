@@ -161,6 +161,35 @@ impl Conn {
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
+    /// Writes `bytes` on the connection (a request, WebSocket frames).
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Reads an HTTP response head, up to and including the blank line.
+    pub fn read_head(&mut self) -> std::io::Result<String> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.stream.read_exact(&mut byte)?;
+            head.push(byte[0]);
+        }
+        Ok(String::from_utf8_lossy(&head).into_owned())
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_bytes(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Sets the read timeout of the underlying socket.
+    pub fn set_read_timeout(&self, d: Duration) -> std::io::Result<()> {
+        self.stream.sock.set_read_timeout(Some(d))
+    }
+
     /// The `instance` that answers `GET /application/health` on this connection.
     pub fn instance(&mut self) -> std::io::Result<String> {
         let (_, body) = self.get("/application/health", false)?;
@@ -175,6 +204,68 @@ pub fn instance_via(port: u16, tls: &Arc<rustls::ClientConfig>) -> Result<String
     let (_, body) = c.get("/application/health", true).map_err(|e| format!("GET: {e}"))?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
     v["instance"].as_str().map(str::to_owned).ok_or_else(|| format!("no instance in {body}"))
+}
+
+/// A TCP stream that notes when the first byte from the server arrived: whether a connection
+/// that failed had heard from its gateway (it was cut mid-exchange) or not (a new connection).
+struct FirstByte {
+    tcp: TcpStream,
+    first: Option<std::time::Instant>,
+}
+
+impl Read for FirstByte {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        if n > 0 && self.first.is_none() {
+            self.first = Some(std::time::Instant::now());
+        }
+        Ok(n)
+    }
+}
+
+impl Write for FirstByte {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// One short-lived connection (TLS handshake, `GET /application/health`, close): the instance
+/// that answered or the error, and when the first byte from the server arrived.
+pub fn timed_instance_via(port: u16, tls: &Arc<rustls::ClientConfig>) -> (Result<String, String>, Option<std::time::Instant>) {
+    let tcp = match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(t) => t,
+        Err(e) => return (Err(format!("connect: {e}")), None),
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let conn = rustls::ClientConnection::new(tls.clone(), name).expect("TLS client");
+    let mut stream = rustls::StreamOwned::new(conn, FirstByte { tcp, first: None });
+    let mut exchange = || -> Result<String, String> {
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).map_err(|e| format!("TLS: {e}"))?;
+        }
+        stream
+            .write_all(b"GET /application/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            // A peer closing without close_notify after a complete answer is fine.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).ok_or_else(|| format!("no answer head: {text}"))?;
+        let v: Value = serde_json::from_str(body).map_err(|e| format!("{e}: {text}"))?;
+        v["instance"].as_str().map(str::to_owned).ok_or_else(|| format!("no instance in {text}"))
+    };
+    let result = exchange();
+    (result, stream.sock.first)
 }
 
 /// `n` short-lived connections; how many each instance answered, and the errors.
@@ -201,6 +292,9 @@ pub struct Backend {
     pub proxy_headers: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     unlisten: Option<tokio::sync::oneshot::Sender<()>>,
+    unaccept: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Connections made to fill the accept queue once it stopped accepting (held open).
+    filling: Vec<TcpStream>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -208,6 +302,13 @@ impl Backend {
     /// Starts one with the workspace's server certificate; with `proxy_protocol`, every
     /// connection must start with a PROXY v2 header.
     pub fn spawn(ws: &Workspace, instance: &str, proxy_protocol: bool) -> Backend {
+        // A deep accept queue: the tests open thousands of connections in a burst.
+        Backend::spawn_with_backlog(ws, instance, proxy_protocol, 4096)
+    }
+
+    /// Starts one whose accept queue holds about `backlog` connections (see
+    /// [`Backend::stop_accepting`]).
+    pub fn spawn_with_backlog(ws: &Workspace, instance: &str, proxy_protocol: bool, backlog: u32) -> Backend {
         let (cert, key) = ws.server_identity();
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(&cert).expect("cert").map(|c| c.expect("cert PEM")).collect();
@@ -221,23 +322,24 @@ impl Backend {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        // A deep accept queue: the tests open thousands of connections in a burst.
         let listener = rt.block_on(async {
             let socket = tokio::net::TcpSocket::new_v4().expect("socket");
             socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind backend");
-            socket.listen(4096).expect("listen")
+            socket.listen(backlog).expect("listen")
         });
         let port = listener.local_addr().expect("addr").port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let proxy_headers = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (unlisten, unlistened) = tokio::sync::oneshot::channel::<()>();
+        let (unaccept, unaccepted) = tokio::sync::oneshot::channel::<()>();
         let body = serde_json::json!({"status": "UP", "instance": instance}).to_string();
         let (acc, headers) = (accepted.clone(), proxy_headers.clone());
         let thread = std::thread::spawn(move || {
             rt.block_on(async move {
-                // Owns the listener: when this future is dropped, the port closes.
-                let accept_loop = async move {
+                // Borrows the listener: it closes when `listener` is dropped, not when the loop stops.
+                let listener = listener;
+                let accept_loop = async {
                     while let Ok((tcp, _)) = listener.accept().await {
                         acc.fetch_add(1, Ordering::SeqCst);
                         let (acceptor, body, headers) = (acceptor.clone(), body.clone(), headers.clone());
@@ -246,19 +348,68 @@ impl Backend {
                         });
                     }
                 };
-                let unlisten = tokio::select! {
-                    _ = accept_loop => false,
-                    _ = unlistened => true,
-                    _ = &mut stopped => false,
+                let keep_listening = tokio::select! {
+                    _ = accept_loop => None,
+                    _ = unlistened => Some(false),
+                    _ = unaccepted => Some(true),
+                    _ = &mut stopped => None,
                 };
-                // The listener is closed now (new connects are refused); open connections are
-                // still served until the backend is dropped.
-                if unlisten {
-                    let _ = stopped.await;
+                // Unlisten: the listener closes now (new connects are refused). Unaccept: it
+                // stays open but nobody accepts, so once its queue is full new connects go
+                // unanswered. Open connections are served until the backend is dropped.
+                match keep_listening {
+                    Some(false) => {
+                        drop(listener);
+                        let _ = stopped.await;
+                    }
+                    Some(true) => {
+                        let _ = stopped.await;
+                        drop(listener);
+                    }
+                    None => {}
                 }
             });
         });
-        Backend { port, accepted, proxy_headers, stop: Some(stop), unlisten: Some(unlisten), thread: Some(thread) }
+        Backend {
+            port,
+            accepted,
+            proxy_headers,
+            stop: Some(stop),
+            unlisten: Some(unlisten),
+            unaccept: Some(unaccept),
+            filling: Vec::new(),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops accepting and fills the accept queue: from now on a connect gets no answer at
+    /// all (the kernel drops SYNs to a full queue) and times out, as to a host that vanished
+    /// or behind a dead link, while the connections already open stay silent. Unlike
+    /// [`Backend::stop_listening`], nothing tells a client the host is alive. Needs a small
+    /// backlog ([`Backend::spawn_with_backlog`]).
+    pub fn stop_accepting(&mut self) {
+        if let Some(u) = self.unaccept.take() {
+            let _ = u.send(());
+        }
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let mut timed_out = 0;
+        assert_eventually!(
+            Duration::from_secs(10),
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => {
+                    self.filling.push(s);
+                    timed_out = 0;
+                    false
+                }
+                Err(_) => {
+                    timed_out += 1;
+                    timed_out >= 2
+                }
+            },
+            "backend {} stopped answering connects ({} queued)",
+            self.port,
+            self.filling.len()
+        );
     }
 
     /// Closes the listening socket but keeps serving the connections already open: as seen
@@ -283,6 +434,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        self.filling.clear();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -10,8 +10,10 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use plexgate_tests::cluster::{Cluster, ClusterSetup};
-use plexgate_tests::distributor::{Backend, Conn, Dist, HoldServer, NO_GATEWAYS_YAML, instance_via, spread, tls_client};
+use plexgate_tests::cluster::{Cluster, ClusterSetup, sample_definition};
+use plexgate_tests::distributor::{
+    Backend, Conn, Dist, HoldServer, NO_GATEWAYS_YAML, instance_via, spread, timed_instance_via, tls_client,
+};
 use plexgate_tests::{Workspace, assert_eventually};
 
 /// Checks every 100 ms; one failure marks a target down, two successes up again. A generous
@@ -108,6 +110,153 @@ fn a_draining_gateway_gets_no_new_connections_while_it_still_accepts() {
     assert_eq!(spread(d.port, &tls, 20), (counts(&[("g2", 20)]), vec![]), "new connections avoid the draining gateway");
     assert!(c.gateways[0].as_mut().expect("g1").is_running(), "g1 was still in its grace period");
     assert!(before.get("/application/health", false).is_ok(), "the open connection still reaches g1 during its grace");
+}
+
+#[test]
+fn a_thousand_new_connections_see_no_failure_while_the_preferred_gateway_is_killed_three_times() {
+    let (mut c, base) = cluster();
+    let tls = tls_client(&c.ws);
+    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: hotStandby\n{FAST_HEALTH}"));
+    d.wait_state("g1", "up", Duration::from_secs(5));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    let (n, clients) = (1000, 2);
+    let started = Instant::now();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut kills: Vec<(Instant, Instant)> = Vec::new();
+    // Per connection: begun, first byte from the gateway, ended, outcome.
+    type Record = (Instant, Option<Instant>, Instant, Result<String, String>);
+    let records: Vec<Record> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        next.fetch_add(1, Ordering::SeqCst);
+                        let begun = Instant::now();
+                        let (result, first) = timed_instance_via(d.port, &tls);
+                        out.push((begun, first, Instant::now(), result));
+                    }
+                    out
+                })
+            })
+            .collect();
+        for k in 1..=3 {
+            assert_eventually!(Duration::from_secs(40), next.load(Ordering::SeqCst) >= k * n / 4, "{} connections made", k * n / 4);
+            let before = Instant::now();
+            c.gateways[0] = None; // SIGKILL, reaped
+            kills.push((before, Instant::now()));
+            c.spawn_gateway(0);
+            d.wait_state("g1", "up", Duration::from_secs(30));
+            let total = d.target("g1")["total"].as_u64().unwrap_or(0);
+            assert_eventually!(
+                Duration::from_secs(10),
+                d.target("g1")["total"].as_u64().unwrap_or(0) > total,
+                "g1 takes connections again"
+            );
+        }
+        assert_eventually!(Duration::from_secs(40), next.load(Ordering::SeqCst) >= n, "{n} connections made");
+        stop.store(true, Ordering::SeqCst);
+        workers.into_iter().flat_map(|w| w.join().expect("client thread")).collect()
+    });
+    let failed: Vec<&Record> = records.iter().filter(|r| r.3.is_err()).collect();
+    // A connection that had already heard from the gateway when it was killed (its TLS
+    // session lives in the dead process) cannot be saved by an L4 distributor; every other
+    // one must not notice the kill.
+    let heard_before_kill = |r: &Record| kills.iter().any(|(k0, k1)| r.1.is_some_and(|f| f <= *k1) && r.2 >= *k0);
+    let in_flight = records.iter().filter(|r| heard_before_kill(r)).count();
+    let new_failed: Vec<&&Record> = failed.iter().filter(|r| !heard_before_kill(r)).collect();
+    let by: BTreeMap<String, usize> = records.iter().filter_map(|r| r.3.as_ref().ok()).fold(BTreeMap::new(), |mut m, i| {
+        *m.entry(i.clone()).or_insert(0) += 1;
+        m
+    });
+    eprintln!(
+        "{} connections in {:?} across 3 SIGKILLs of g1: {} failed ({} of them new connections); {} had heard from g1 when it was killed; answered by {by:?}",
+        records.len(),
+        started.elapsed(),
+        failed.len(),
+        new_failed.len(),
+        in_flight
+    );
+    for r in failed.iter().take(10) {
+        eprintln!("failed: {:?} (heard from the gateway: {})", r.3, r.1.is_some());
+    }
+    assert!(records.len() >= n);
+    assert!(by.get("g1").copied().unwrap_or(0) > 0 && by.get("g2").copied().unwrap_or(0) > 0, "{by:?}");
+    assert!(
+        new_failed.is_empty(),
+        "{} new connections failed across the kills: {:?}",
+        new_failed.len(),
+        new_failed.iter().map(|r| &r.3).collect::<Vec<_>>()
+    );
+    assert!(failed.len() <= in_flight, "{} failed, {in_flight} in flight at the kills", failed.len());
+    let replays: Vec<String> =
+        d.metrics().lines().filter(|l| l.starts_with("plexgate_distributor_replayed_total")).map(str::to_owned).collect();
+    eprintln!("connections replayed on the next target: {replays:?}");
+}
+
+/// A cluster of two gateways routing `/sample/api/v1/**` to one sample-service instance,
+/// the gateways with a short grace and a long shutdown timeout.
+fn draining_cluster() -> (Cluster, plexgate_tests::cluster::Sample, String) {
+    let mut c = Cluster::start(ClusterSetup {
+        start_gateways: 0,
+        gateway_yaml: "    shutdown: {grace: 500ms, timeout: 30s}\n".to_owned(),
+        ..ClusterSetup::default()
+    });
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+    c.start_gateway(0);
+    c.start_gateway(1);
+    let base = std::fs::read_to_string(&c.config).expect("cluster zowe.yaml");
+    (c, a, base)
+}
+
+#[test]
+fn a_long_download_and_a_websocket_survive_the_drain_of_their_gateway() {
+    let (c, _a, base) = draining_cluster();
+    let tls = tls_client(&c.ws);
+    let d = Dist::start(&c.ws, &base, "dist", &format!("    method: hotStandby\n{FAST_HEALTH}"));
+    d.wait_state("g1", "up", Duration::from_secs(5));
+    d.wait_state("g2", "up", Duration::from_secs(5));
+    // A download of 128 KiB that pauses 10 s after its first 64 KiB.
+    let mut download = Conn::open(d.port, &tls).expect("connect");
+    download.set_read_timeout(Duration::from_secs(30)).unwrap();
+    download.send(b"GET /sample/api/v1/download?bytes=131072&stallMs=10000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let head = download.read_head().expect("download head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    download.read_bytes(64 * 1024).expect("the first 64 KiB");
+    let started = Instant::now();
+    // A WebSocket, echoing text messages.
+    let mut ws = Conn::open(d.port, &tls).expect("connect");
+    ws.send(b"GET /sample/api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let head = ws.read_head().expect("101");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let echo = |ws: &mut Conn, text: &str| -> std::io::Result<String> {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        ws.send(&frame)?;
+        let hdr = ws.read_bytes(2)?;
+        Ok(String::from_utf8_lossy(&ws.read_bytes((hdr[1] & 0x7f) as usize)?).into_owned())
+    };
+    assert_eq!(echo(&mut ws, "before").unwrap(), "a: before");
+
+    c.gateways[0].as_ref().expect("g1").signal("TERM");
+    d.wait_state("g1", "down", Duration::from_secs(3));
+    // Past the grace g1's listener is closed: the distributor's checks are refused.
+    assert_eventually!(Duration::from_secs(5), TcpStream::connect(("127.0.0.1", c.ports[0])).is_err(), "g1 closed its listener");
+    let refused = failed_checks(&d, "g1");
+    assert_eventually!(Duration::from_secs(5), failed_checks(&d, "g1") >= refused + 3, "more checks of g1 ran");
+    let detail = d.target("g1")["last_check"]["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(detail.contains("refused"), "{detail}");
+    assert_eq!(echo(&mut ws, "during").expect("the WebSocket survives the drain"), "a: during");
+    let rest = download.read_bytes(64 * 1024).expect("the download completes");
+    assert!(rest.iter().all(|&b| b == b'x'));
+    let took = started.elapsed();
+    eprintln!("the download completed {took:?} after it paused; the WebSocket echoed during the drain");
+    assert!(took >= Duration::from_secs(8), "the download paused ~10 s: {took:?}");
+    assert!(!d.metrics().contains("plexgate_distributor_unreachable_closed_total"), "{}", d.metrics());
 }
 
 /// 2000 short-lived TLS connections through `d`, each asking its gateway's name; asserts
@@ -328,13 +477,20 @@ fn sigterm_stops_accepting_lets_open_connections_finish_and_exits_0() {
     eprintln!("exited {:?} after the last connection closed", closed.elapsed());
 }
 
+/// Checks of `target` that failed so far, from the distributor's metrics.
+fn failed_checks(d: &Dist, target: &str) -> u64 {
+    let series = format!("plexgate_distributor_health_check_duration_seconds_count{{target=\"{target}\",result=\"failed\"}} ");
+    d.metrics().lines().find_map(|l| l.strip_prefix(&series).and_then(|v| v.parse().ok())).unwrap_or(0)
+}
+
 #[test]
 fn connections_to_a_target_that_became_unreachable_are_closed_unless_configured_otherwise() {
     let ws = Workspace::with_certs();
     let tls = tls_client(&ws);
     let health = "    healthCheck: {interval: 100ms, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1";
     for close in [true, false] {
-        let mut backend = Backend::spawn(&ws, "b1", false);
+        // A short accept queue, so that it can be filled: then a connect gets no answer at all.
+        let mut backend = Backend::spawn_with_backlog(&ws, "b1", false, 1);
         let section = format!("    targets: [{{address: {}}}]\n{health}, closeSessionsWhenUnreachable: {close}}}\n", backend.address());
         let name = format!("dist-{close}");
         let d = Dist::start(&ws, NO_GATEWAYS_YAML, &name, &section);
@@ -342,9 +498,12 @@ fn connections_to_a_target_that_became_unreachable_are_closed_unless_configured_
         d.wait_state(&target, "up", Duration::from_secs(5));
         let mut open = Conn::open(d.port, &tls).expect("connect");
         assert_eq!(open.instance().unwrap(), "b1");
-        // The backend vanishes for new connections; the open one stays silent, as over a dead link.
-        backend.stop_listening();
+        // Connects to the backend now time out, as to a host that is gone or behind a dead
+        // link; the open connection stays silent.
+        backend.stop_accepting();
         d.wait_state(&target, "down", Duration::from_secs(10));
+        let detail = d.target(&target)["last_check"]["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("no connection within"), "the check timed out: {detail}");
         let metric = format!("plexgate_distributor_unreachable_closed_total{{target=\"{target}\"}} 1");
         if close {
             assert_eventually!(Duration::from_secs(5), d.metrics().contains(&metric), "the open connection is closed\n{}", d.metrics());
@@ -354,4 +513,46 @@ fn connections_to_a_target_that_became_unreachable_are_closed_unless_configured_
             assert_eq!(open.instance().unwrap(), "b1", "with closeSessionsWhenUnreachable: false the connection is kept");
         }
     }
+}
+
+#[test]
+fn a_target_that_refuses_new_connections_keeps_its_open_ones() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let mut backend = Backend::spawn(&ws, "b1", false);
+    let section = format!(
+        "    targets: [{{address: {}}}]\n    healthCheck: {{interval: 100ms, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1, closeSessionsWhenUnreachable: true}}\n",
+        backend.address()
+    );
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &section);
+    let target = backend.address();
+    d.wait_state(&target, "up", Duration::from_secs(5));
+    let mut open = Conn::open(d.port, &tls).expect("connect");
+    assert_eq!(open.instance().unwrap(), "b1");
+    // A draining gateway past its grace: its listener is closed, its open requests are served.
+    backend.stop_listening();
+    d.wait_state(&target, "down", Duration::from_secs(10));
+    let refused = failed_checks(&d, &target);
+    assert_eventually!(Duration::from_secs(5), failed_checks(&d, &target) >= refused + 3, "more refused checks ran");
+    let detail = d.target(&target)["last_check"]["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(detail.contains("refused"), "{detail}");
+    assert_eq!(open.instance().expect("the open connection is kept: a refusal proves the host is alive"), "b1");
+    assert!(!d.metrics().contains("plexgate_distributor_unreachable_closed_total"), "{}", d.metrics());
+}
+
+#[test]
+fn a_target_named_by_host_name_is_resolved_in_the_background_not_per_connection() {
+    let ws = Workspace::with_certs();
+    let tls = tls_client(&ws);
+    let backend = Backend::spawn(&ws, "b1", false);
+    let target = format!("localhost:{}", backend.port);
+    let d = Dist::start(&ws, NO_GATEWAYS_YAML, "dist", &format!("    targets: [{{address: \"{target}\"}}]\n{FAST_HEALTH}"));
+    d.wait_state(&target, "up", Duration::from_secs(5));
+    assert_eq!(spread(d.port, &tls, 200), (counts(&[("b1", 200)]), vec![]));
+    let series = format!("plexgate_distributor_resolutions_total{{target=\"{target}\",result=\"ok\"}} ");
+    let metrics = d.metrics();
+    let lookups: u64 = metrics.lines().find_map(|l| l.strip_prefix(&series).and_then(|v| v.parse().ok())).unwrap_or(0);
+    eprintln!("200 connections and their health checks through {target}: {lookups} lookups of the host name");
+    // One at start, perhaps one more by the periodic resolver: not one per connection or check.
+    assert!((1..=2).contains(&lookups), "{lookups} lookups:\n{metrics}");
 }

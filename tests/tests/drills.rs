@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use plexgate_tests::assert_eventually;
 use plexgate_tests::cluster::PASSWORD;
 use plexgate_tests::drills::load::{Connections, Latency, Run};
+use plexgate_tests::drills::long::{self, Long};
 use plexgate_tests::drills::netns::{Link, NetNs};
 use plexgate_tests::drills::redis_group::{self, RedisGroup};
 use plexgate_tests::drills::report::{Report, ms};
@@ -88,6 +89,8 @@ fn drill_1_rolling_restart_of_every_gateway_loses_no_request() {
         // request (what the client retry of the stream above absorbs).
         t.load("keep-alive, no retry", 20, Connections::KeepAliveNoRetry, &token),
     ];
+    // Slow requests and WebSockets of 5-8 s, two slots each: a draining gateway finishes them.
+    let long = Long::start(t.port, plexgate_tests::distributor::tls_client(&t.ws), &token, 4);
     steady(Duration::from_secs(2));
     for l in &loads {
         l.mark("fault");
@@ -119,11 +122,14 @@ fn drill_1_rolling_restart_of_every_gateway_loses_no_request() {
     }
     steady(Duration::from_secs(2));
     let runs: Vec<Run> = loads.into_iter().map(|l| l.stop()).collect();
+    let sessions = long.stop();
+    let (requests_ok, requests_cut) = long::tally(&sessions, long::Kind::Request);
+    let (ws_ok, ws_cut) = long::tally(&sessions, long::Kind::WebSocket);
 
     let mut r = Report::new(
         "drill_1",
         "rolling restart of 3 gateways (SIGTERM, drain 3 s, exit, restart, UP) under roundRobin",
-        "0 failed requests (the stream without client retry is reported, not asserted)",
+        "0 failed requests (the stream without client retry is reported, not asserted); 0 slow requests or WebSockets cut",
     );
     let streams: Vec<_> = runs.iter().map(|run| r.stream(run, run.mark("fault"), run.mark("recovered"))).collect();
     for (name, down, exited, back) in &drains {
@@ -132,13 +138,20 @@ fn drill_1_rolling_restart_of_every_gateway_loses_no_request() {
             format!("down in the distributor {}, exited {}, taking connections {}", ms(*down), ms(*exited), ms(*back)),
         );
     }
+    r.figure("slow requests of 5-8 s: completed / cut", format!("{requests_ok} / {}", requests_cut.len()));
+    r.figure("WebSocket sessions of 5-8 s (a message every 500 ms): completed / cut", format!("{ws_ok} / {}", ws_cut.len()));
     r.emit();
     runs.iter().for_each(show_failures);
+    for s in requests_cut.iter().chain(&ws_cut) {
+        eprintln!("cut: {s:?}");
+    }
     for (s, run) in streams.iter().zip(&runs) {
         if run.spec.connections != Connections::KeepAliveNoRetry {
             assert_eq!(s.failed_total(), 0, "stream {}: {:?}", s.name, s.failed);
         }
     }
+    assert!(requests_ok > 0 && ws_ok > 0, "long sessions ran: {sessions:?}");
+    assert!(requests_cut.is_empty() && ws_cut.is_empty(), "no long request or WebSocket is cut by a rolling restart");
 }
 
 #[test]

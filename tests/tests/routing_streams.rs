@@ -163,3 +163,50 @@ fn websocket_upgrades_pass_through() {
     tls.read_exact(&mut text).unwrap();
     assert_eq!(String::from_utf8(text).unwrap(), "a: hello");
 }
+
+#[test]
+fn a_draining_gateway_lets_an_open_websocket_finish() {
+    let mut c = Cluster::start(ClusterSetup {
+        gateways: 1,
+        start_gateways: 0,
+        gateway_yaml: "    shutdown: {grace: 300ms, timeout: 20s}\n".to_owned(),
+        ..ClusterSetup::default()
+    });
+    let a = c.start_sample("a");
+    c.define("sample.yml", &sample_definition("sample", &[a.port], "bypass"));
+    c.start_gateway(0);
+    let tls = plexgate_tests::distributor::tls_client(&c.ws);
+    let mut ws = plexgate_tests::distributor::Conn::open(c.ports[0], &tls).unwrap();
+    ws.send(b"GET /sample/api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    assert!(ws.read_head().unwrap().starts_with("HTTP/1.1 101"));
+    let echo = |ws: &mut plexgate_tests::distributor::Conn, text: &str| -> std::io::Result<String> {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        ws.send(&frame)?;
+        let hdr = ws.read_bytes(2)?;
+        Ok(String::from_utf8_lossy(&ws.read_bytes((hdr[1] & 0x7f) as usize)?).into_owned())
+    };
+    assert_eq!(echo(&mut ws, "before").unwrap(), "a: before");
+    let gateway = c.gateways[0].as_mut().expect("gateway");
+    gateway.signal("TERM");
+    let port = c.ports[0];
+    assert_eventually!(
+        Duration::from_secs(5),
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the grace ended: listener closed"
+    );
+    // The drain has no HTTP connection left to wait for, only the upgraded one.
+    assert_eventually!(
+        Duration::from_secs(5),
+        gateway.logs().contains("waiting for the upgraded ones") || !gateway.is_running(),
+        "the drain waits for the WebSocket"
+    );
+    for i in 0..3 {
+        assert_eq!(echo(&mut ws, &format!("during {i}")).expect("the WebSocket outlives the grace"), format!("a: during {i}"));
+    }
+    assert!(gateway.is_running(), "the gateway waits for its WebSocket");
+    drop(ws);
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0), "exits 0 once the WebSocket closed");
+}

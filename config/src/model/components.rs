@@ -50,6 +50,12 @@ pub const DEFAULT_MAX_CONNECTIONS: i64 = 20_000;
 pub const DEFAULT_IDLE_TIMEOUT: Dur = Dur::ms(300_000);
 /// How long a stopping process lets open connections finish.
 pub const DEFAULT_DRAIN_TIMEOUT: Dur = Dur::ms(30_000);
+/// Client bytes the distributor keeps until a target's first byte, to replay them on the
+/// next target when that one closes or resets the connection before answering: 16 KiB holds
+/// a TLS ClientHello (with a PROXY header in front) with room to spare.
+pub const DEFAULT_REPLAY_BYTES: i64 = 16 * 1024;
+/// Largest `components.distributor.replayBytes` allowed (it is held per connecting client).
+pub const MAX_REPLAY_BYTES: i64 = 1024 * 1024;
 
 /// `components.*`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -616,6 +622,9 @@ pub struct Distributor {
     pub drain_timeout: Dur,
     /// Send a PROXY protocol v2 header to the gateways.
     pub proxy_protocol: bool,
+    /// Client bytes kept until the target's first byte, replayed on the next target when it
+    /// closes or resets the connection before answering (0: no replay).
+    pub replay_bytes: i64,
 }
 
 impl Default for Distributor {
@@ -634,6 +643,7 @@ impl Default for Distributor {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             proxy_protocol: false,
+            replay_bytes: DEFAULT_REPLAY_BYTES,
         }
     }
 }

@@ -97,7 +97,24 @@ pub(crate) fn check(
         idle_timeout: d.idle_timeout.0,
         drain_timeout: d.drain_timeout.0,
         proxy_protocol: d.proxy_protocol,
+        replay_bytes: replay_bytes(ctx, d.replay_bytes),
     }
+}
+
+/// `replayBytes`: 0 (off) up to [`model::MAX_REPLAY_BYTES`], since every connecting client may hold that much.
+fn replay_bytes(ctx: &mut Ctx<'_>, v: i64) -> u32 {
+    if !(0..=model::MAX_REPLAY_BYTES).contains(&v) {
+        ctx.problem(
+            "components.distributor.replayBytes",
+            format!(
+                "found {v}, allowed 0 (no replay) to {} bytes; the default {} holds a TLS ClientHello",
+                model::MAX_REPLAY_BYTES,
+                model::DEFAULT_REPLAY_BYTES
+            ),
+        );
+        return model::DEFAULT_REPLAY_BYTES as u32;
+    }
+    v as u32
 }
 
 fn explicit_targets(ctx: &mut Ctx<'_>, list: &[model::Target], instances: &[Instance]) -> Vec<TargetConfig> {

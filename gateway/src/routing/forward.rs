@@ -272,7 +272,10 @@ async fn tunnel(
         return Ok(downstream(resp, idle));
     }
     let on_instance = hyper::upgrade::on(&mut resp);
+    // Counted until the tunnel closes, so a draining gateway lets it finish (up to shutdown.timeout).
+    let open = g.routes.tunnel_opened();
     tokio::spawn(async move {
+        let _open = open;
         match tokio::try_join!(on_client, on_instance) {
             Ok((client, instance)) => {
                 let mut client = hyper_util::rt::TokioIo::new(client);

@@ -40,6 +40,18 @@ pub struct Routes {
     /// Timeouts and retries.
     pub config: RoutingConfig,
     sources: Vec<PathBuf>,
+    /// Upgraded connections (WebSockets) open now: hyper's graceful shutdown no longer sees
+    /// a connection once it is upgraded, so the drain waits on this count too.
+    tunnels: tokio::sync::watch::Sender<usize>,
+}
+
+/// One open upgraded connection, counted in [`Routes::tunnels_closed`]'s count while it lives.
+pub struct TunnelGuard(tokio::sync::watch::Sender<usize>);
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Routes {
@@ -67,7 +79,25 @@ impl Routes {
             tls,
             config: g.routing.clone(),
             sources: g.static_definitions.clone(),
+            tunnels: tokio::sync::watch::Sender::new(0),
         }))
+    }
+
+    /// Counts an upgraded connection until the guard is dropped.
+    pub fn tunnel_opened(&self) -> TunnelGuard {
+        self.tunnels.send_modify(|n| *n += 1);
+        TunnelGuard(self.tunnels.clone())
+    }
+
+    /// Upgraded connections open now.
+    pub fn tunnels_open(&self) -> usize {
+        *self.tunnels.borrow()
+    }
+
+    /// Completes when no upgraded connection is open.
+    pub async fn tunnels_closed(&self) {
+        let mut rx = self.tunnels.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// The client for a service: the shared one, or one with the service's connect timeout.

@@ -1,5 +1,6 @@
 //! The HA drills' harness (issue 7): the whole topology as real processes
-//! ([`topology::Topology`]), an open-model load generator ([`load`]), the report every drill
+//! ([`topology::Topology`]), an open-model load generator ([`load`]), long requests and WebSockets
+//! ([`long`]), the report every drill
 //! prints and appends to `$PLEXGATE_DRILL_REPORT` ([`report`]), a Sentinel-managed Redis
 //! group ([`redis_group`]), the revocation race ([`race`]) and network namespaces for the
 //! network-cut drill ([`netns`]).
@@ -8,6 +9,7 @@
 //! --report` runs them and writes `docs/ha-drills.md`.
 
 pub mod load;
+pub mod long;
 pub mod netns;
 pub mod race;
 pub mod redis_group;
