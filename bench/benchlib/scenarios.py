@@ -1,5 +1,6 @@
 """Scenarios 1-4: L4, gateway, whole path, caching service."""
 
+import json
 import os
 import threading
 import time
@@ -190,6 +191,30 @@ def scenario4(run, procs, tmp, ws, tls):
         pr = procs.start(f"caching-service-{mode}", [PLEXGATE, "caching-service", "-c", cfg], cwd=tmp)
         procs.wait_port(pr, port)
         servers[mode] = (port, pr)
+    # The replicated store: three replicas, measured through the leader and through a follower.
+    rports = [free_port() for _ in range(3)]
+    cfg = os.path.join(tmp, "cache-replicated.yaml")
+    text = topology.replicated_yaml(ws, rports, tmp)
+    with open(cfg, "w") as f:
+        f.write(text)
+    run.files["cache-replicated.yaml"] = text
+    replicas = [procs.start(f"replica-r{i + 1}", [PLEXGATE, "caching-service", "-c", cfg, "--ha-instance", f"r{i + 1}"], cwd=tmp)
+                for i in range(3)]
+    for pr, port in zip(replicas, rports):
+        procs.wait_port(pr, port)
+    hctx = tls.ctx(client_cert=True)
+
+    def role(port):
+        st, _, b = request(port, "GET", "/application/health", hctx)
+        try:
+            return json.loads(b)["components"]["storage"]["details"]["replica"]["role"] if st == 200 else None
+        except (ValueError, KeyError, TypeError):
+            return None
+    wait_until("a replicated leader", lambda: any(role(p) == "Leader" for p in rports), timeout=60)
+    leader = next(i for i, p in enumerate(rports) if role(p) == "Leader")
+    follower = (leader + 1) % 3
+    servers["replicated (leader)"] = (rports[leader], replicas[leader])
+    servers["replicated (follower)"] = (rports[follower], replicas[follower])
     bport = free_port()
     bare = procs.start("bare-hyper", [PLEXBENCH, "serve-json", "--port", str(bport), "--cert", tls.server_pem, "--key", tls.server_key,
                                       "--ca", tls.ca])
@@ -228,7 +253,7 @@ def scenario4(run, procs, tmp, ws, tls):
     rows = []
     for what, res in ((f"GET /cache/{{key}}, req/s (plexbench -c{C_CACHE})", get), (f"POST /cache-list/{{map}}, req/s (plexbench -c{C_CACHE})", post)):
         bare_rps = med(res, "bare hyper", "rps")
-        for n in ("inMemory", "durable", "redis"):
+        for n in ("inMemory", "durable", "redis", "replicated (leader)", "replicated (follower)"):
             r = R.ratio(med(res, n, "rps"), bare_rps)
             rows.append((what, n, R.with_spread(vals(res, n, "rps")), R.with_spread(vals(res, n, "p99_ms"), "ms"),
                          R.with_spread(vals(res, "bare hyper", "rps")), R.fmt_ratio(r)))
@@ -247,6 +272,10 @@ def scenario4(run, procs, tmp, ws, tls):
     text += "\n\nFor scale, Redis itself (the `redis` back end's server, plain TCP, no TLS): " + ", ".join(
         f"{k} {v['rps']:,.0f} req/s (p99 {v['p99_ms']:.2f} ms)" for k, v in rb.items()) + f" (`{cmd}`)."
     run.sections[4] = text
-    for _, (_, pr) in servers.items():
+    for pr in replicas:
+        procs.stop(pr)
+    for name, (_, pr) in servers.items():
+        if name.startswith("replicated"):
+            continue
         procs.stop(pr)
     procs.stop(red)

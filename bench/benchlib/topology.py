@@ -143,3 +143,30 @@ components:
     storage:
       mode: {mode}{extra}
 """
+
+
+def replicated_yaml(ws, ports, tmp):
+    """Scenario 4's replicated store: three replicas (haInstances r1..r3) of one Raft group."""
+    instances = "".join(
+        f"  r{i + 1}:\n    hostname: 127.0.0.1\n    components:\n      caching-service:\n        port: {p}\n"
+        f"        storage:\n          replicated:\n            directory: {tmp}/replica-r{i + 1}\n"
+        for i, p in enumerate(ports))
+    return f"""# bench/run, scenario 4: the caching service on storage `replicated` (three replicas).
+zowe:
+  externalDomains: [127.0.0.1]
+  workspaceDirectory: {ws}
+components:
+  gateway:
+    enabled: false
+    apiml:
+      security:
+        auth:
+          provider: users-file
+  caching-service:
+    enabled: true
+    storage:
+      mode: replicated
+  distributor:
+    enabled: false
+haInstances:
+{instances}"""
