@@ -211,7 +211,11 @@ impl Replicated {
         let deadline = Instant::now() + WRITE_DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.r.raft.client_write(w.clone()).await {
+            // A leader cut off from its followers still believes it leads: bound its wait.
+            let Ok(written) = tokio::time::timeout(left, self.r.raft.client_write(w.clone())).await else {
+                return Err(unavailable("write", format!("not committed by a majority within {WRITE_DEADLINE:?}")));
+            };
+            match written {
                 Ok(resp) => return resp.data.into_result(),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(node) = f.leader_node.filter(|_| f.leader_id != Some(self.r.id)) {

@@ -101,7 +101,10 @@ async fn snapshot(State(r): St, Json(req): Json<InstallSnapshotRequest<TypeConfi
 }
 
 async fn write(State(r): St, Json(w): Json<Write>) -> Response {
-    match r.raft.client_write(w).await {
+    let Ok(written) = tokio::time::timeout(super::WRITE_DEADLINE, r.raft.client_write(w)).await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not committed by a majority in time").into_response();
+    };
+    match written {
         Ok(resp) => Json(WriteAnswer::Applied(resp.data, resp.log_id.index)).into_response(),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Json(WriteAnswer::NotLeader).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
