@@ -483,3 +483,71 @@ fn a_hung_leader_or_follower_costs_no_token_check_and_no_logout() {
     );
     assert!(propagation < Duration::from_secs(1), "a logout took {propagation:?} to reach the other gateway");
 }
+
+#[test]
+fn a_replica_down_through_12000_changes_rejoins_by_snapshot_and_its_feed_resumes() {
+    let ws = Workspace::with_certs();
+    let mut g = Group::start(&ws, 3, "", "");
+    let leader = g.leader(&ws).expect("a leader");
+    let down = (leader + 1) % 3;
+    // A gateway-like subscriber of the replica that will go down: its epoch and revision.
+    let ports = g.ports.clone();
+    let feed_url = |i: usize, q: &str| format!("https://127.0.0.1:{}/cachingservice/api/v1/feed?maps=invalidTokens{q}", ports[i]);
+    let first_line = |url: String| -> Value {
+        use std::io::BufRead;
+        let r = ws.client().get(url).timeout(Duration::from_secs(60)).send().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(r).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    assert!(revoke(&ws, &g, leader, "first"));
+    let snap = first_line(feed_url(down, ""));
+    let (epoch, rev) = (snap["epoch"].as_str().unwrap().to_owned(), snap["revision"].as_u64().unwrap());
+    g.procs[down].as_mut().unwrap().kill();
+    g.procs[down] = None;
+    // Past the leader's snapshot interval (10,000 entries; 1,000 kept in the log), so the
+    // replica cannot catch up from the log: 12,000 changes through the two left, 16 at a time.
+    // (100,000 take about 6 minutes in a debug build, beyond what CI affords.)
+    const CHANGES: usize = 12_000;
+    let started = Instant::now();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..16 {
+            let (ws, g, next) = (&ws, &g, &next);
+            s.spawn(move || {
+                let c = ws.client();
+                let via = if w % 2 == 0 { leader } else { (down + 1) % 3 };
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= CHANGES {
+                        return;
+                    }
+                    let r = c
+                        .post(format!("https://127.0.0.1:{}/cachingservice/api/v1/cache-list/invalidTokens", g.ports[via]))
+                        .json(&json!({"key": format!("c{k}"), "value": "1"}))
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status(), 201, "change {k}");
+                }
+            });
+        }
+    });
+    println!("{CHANGES} changes through two replicas in {:?}", started.elapsed());
+    // Back: far behind the leader's compacted log, it installs a snapshot.
+    g.spawn(&ws, down);
+    g.wait_all_healthy(&ws);
+    assert_eventually!(
+        Duration::from_secs(60),
+        tokens(&ws, &g, down).is_some_and(|t| t.len() == CHANGES + 1),
+        "the rejoined replica has every change\n{}",
+        g.procs[down].as_ref().map(|p| p.logs()).unwrap_or_default()
+    );
+    assert!(g.procs[down].as_ref().unwrap().logs().contains("snapshot installed"), "it caught up by a snapshot");
+    // A subscriber resumes on it with the revision it had: same epoch, so it is served
+    // (changes or a fresh snapshot), and it ends at the group's latest state.
+    let resumed = first_line(feed_url(down, &format!("&since={rev}&epoch={epoch}")));
+    assert!(resumed["type"] == "change" || resumed["type"] == "snapshot", "{resumed}");
+    let now = first_line(feed_url(down, ""));
+    assert_eq!(now["epoch"], epoch.as_str(), "the group's epoch is the same on the rejoined replica");
+    assert_eq!(now["maps"]["invalidTokens"].as_object().unwrap().len(), CHANGES + 1);
+}

@@ -145,6 +145,10 @@ pub async fn start(config: &Config, limits: Limits) -> Result<(Arc<dyn Storage>,
         election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
+        // A chunk travels as JSON over HTTPS and is written by the receiver: the default 200 ms
+        // is too short for a busy replica (debug builds, a 2-core host).
+        snapshot_max_chunk_size: 512 * 1024,
+        install_snapshot_timeout: 10_000,
         ..Default::default()
     }
     .validate()

@@ -47,6 +47,9 @@ pub enum ReadAnswer {
 
 type St = State<Arc<Replica>>;
 
+/// Largest peer request body; only the replicas' own certificates reach it.
+const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 /// The routes, under [`RAFT_BASE`].
 pub fn router(replica: Arc<Replica>) -> Router {
     // Checked before the body is read: a stranger learns nothing from a parse error.
@@ -56,7 +59,9 @@ pub fn router(replica: Arc<Replica>) -> Router {
         .route("/snapshot", post(snapshot))
         .route("/write", post(write))
         .route("/read-index", post(read_index))
-        .route_layer(axum::middleware::from_fn_with_state(replica.clone(), only_replicas));
+        .route_layer(axum::middleware::from_fn_with_state(replica.clone(), only_replicas))
+        // Log batches and snapshot chunks (bytes as JSON numbers) outgrow axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(PEER_BODY_LIMIT));
     let api = peers_only.route("/members", get(members));
     Router::new().nest(RAFT_BASE, api).with_state(replica)
 }

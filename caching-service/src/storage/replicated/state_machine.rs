@@ -40,7 +40,9 @@ struct Dump {
     kv: Vec<KvRow>,
     age: Vec<(u64, (String, String))>,
     maps: Vec<((String, String, String), String)>,
-    feed: Vec<(u64, Vec<u8>)>,
+    /// The change log's entries are JSON text: kept as strings (a byte array would be a JSON
+    /// array of numbers, four times the size).
+    feed: Vec<(u64, String)>,
     meta: Vec<(String, u64)>,
     ns_count: Vec<(String, u64)>,
     ident: Vec<(String, String)>,
@@ -106,7 +108,7 @@ impl StateMachine {
                 }
                 for item in txn.open_table(FEED)?.iter()? {
                     let (k, v) = item?;
-                    d.feed.push((k.value(), v.value().to_vec()));
+                    d.feed.push((k.value(), String::from_utf8_lossy(v.value()).into_owned()));
                 }
                 for item in txn.open_table(META)?.iter()? {
                     let (k, v) = item?;
@@ -233,7 +235,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let mut feed = txn.open_table(FEED)?;
                 feed.retain(|_, _| false)?;
                 for (r, v) in &dump.feed {
-                    feed.insert(*r, v.as_slice())?;
+                    feed.insert(*r, v.as_bytes())?;
                 }
                 let mut meta = txn.open_table(META)?;
                 meta.retain(|_, _| false)?;
