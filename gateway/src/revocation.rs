@@ -171,6 +171,11 @@ impl Revocations {
         self.view.wait_loaded(timeout).await
     }
 
+    /// How long the view is trusted without its feed.
+    pub fn staleness_bound(&self) -> Duration {
+        self.staleness_bound
+    }
+
     /// State for the health endpoint.
     pub fn status(&self) -> plexgate_cache_client::ViewStatus {
         self.view.status()

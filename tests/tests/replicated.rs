@@ -188,6 +188,7 @@ struct Site {
     gateways: Vec<plexgate_tests::process::Proc>,
     gateway_ports: Vec<u16>,
     http: reqwest::blocking::Client,
+    _sample: plexgate_tests::process::Proc,
 }
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -204,6 +205,15 @@ impl Site {
         ws.write("zowe.yaml", &yaml);
         ws.run(&["users", "add", "alice", "-c", "zowe.yaml"], &format!("{PASSWORD}\n")).expect_code(0);
         let http = plexgate_tests::https::client(&ws.ca(), None);
+        // An API service routed by both gateways, so the load includes routed requests.
+        let sample_port = free_port();
+        let sample = ws.spawn("sample", &["sample-service", "-c", "zowe.yaml", "--port", &sample_port.to_string(), "--id", "s1"]);
+        ws.write("workspace/api-mediation/api-defs/svc.yml", &plexgate_tests::cluster::sample_definition("svc", &[sample_port], "zoweJwt"));
+        assert_eventually!(
+            Duration::from_secs(20),
+            http.get(format!("https://127.0.0.1:{sample_port}/application/health")).send().is_ok_and(|r| r.status() == 200),
+            "sample service up"
+        );
         let ids = ["g1", "g2", "w3"];
         let replicas = ids
             .iter()
@@ -211,7 +221,7 @@ impl Site {
             .collect();
         let gateways =
             ids[..2].iter().map(|id| ws.spawn(&format!("gateway-{id}"), &["gateway", "-c", "zowe.yaml", "--ha-instance", id])).collect();
-        let site = Site { ws, replicas, replica_ports: c, gateways, gateway_ports: g, http };
+        let site = Site { ws, replicas, replica_ports: c, gateways, gateway_ports: g, http, _sample: sample };
         for port in site.gateway_ports.clone() {
             assert_eventually!(
                 Duration::from_secs(30),
@@ -243,6 +253,30 @@ impl Site {
         self.http.get(self.auth(i, "/query")).bearer_auth(token).timeout(Duration::from_secs(10)).send().map_or(0, |r| r.status().as_u16())
     }
 
+    /// A routed request with `token` through gateway `i`.
+    fn routed(&self, i: usize, token: &str) -> u16 {
+        let url = format!("https://127.0.0.1:{}/svc/api/v1/hello", self.gateway_ports[i]);
+        self.http.get(url).bearer_auth(token).timeout(Duration::from_secs(10)).send().map_or(0, |r| r.status().as_u16())
+    }
+
+    /// A PAT for `svc` from gateway `i`.
+    fn pat(&self, i: usize) -> Option<String> {
+        let r = self
+            .http
+            .post(self.auth(i, "/access-token/generate"))
+            .basic_auth("alice", Some(PASSWORD))
+            .json(&json!({"validity": 1, "scopes": ["svc"]}))
+            .send()
+            .ok()?;
+        (r.status() == 200).then(|| r.text().ok()).flatten()
+    }
+
+    /// `DELETE /access-token/revoke` of `pat` on gateway `i`: its status.
+    fn revoke_pat(&self, i: usize, pat: &str) -> u16 {
+        let r = self.http.delete(self.auth(i, "/access-token/revoke")).json(&json!({"token": pat})).timeout(Duration::from_secs(15)).send();
+        r.map_or(0, |r| r.status().as_u16())
+    }
+
     fn logout(&self, i: usize, token: &str) -> u16 {
         let r = self
             .http
@@ -266,7 +300,7 @@ fn gateways_keep_serving_and_honour_every_logout_when_the_leader_is_killed() {
     let steady = site.login(0).expect("login");
     assert_eventually!(Duration::from_secs(10), site.leader().is_some(), "a leader\n{}", site.logs());
     let leader = site.leader().unwrap();
-    let (mut queries, mut failed_queries, mut logouts, mut failed_logouts) = (0, 0, Vec::new(), 0);
+    let (mut queries, mut failed_queries, mut logouts, mut failed_logouts, mut pats) = (0, 0, Vec::new(), 0, Vec::<String>::new());
     let mut slowest_logout = Duration::ZERO;
     let start = Instant::now();
     let mut killed = false;
@@ -276,11 +310,22 @@ fn gateways_keep_serving_and_honour_every_logout_when_the_leader_is_killed() {
             site.replicas[leader].as_ref().unwrap().signal("KILL");
             killed = true;
         }
-        // Authenticated calls with a valid token on both gateways.
+        // Authenticated calls with a valid token on both gateways: a token check and a
+        // routed request each.
         for i in [0, 1] {
-            queries += 1;
+            queries += 2;
             if site.query(i, &steady) != 200 {
                 failed_queries += 1;
+            }
+            if site.routed(i, &steady) != 200 {
+                failed_queries += 1;
+            }
+        }
+        // A PAT generated on one gateway, revoked on the other.
+        if k % 4 == 0 {
+            match site.pat(k % 2) {
+                Some(p) if site.revoke_pat((k + 1) % 2, &p) == 204 => pats.push(p),
+                _ => failed_logouts += 1,
             }
         }
         // A login on one gateway, its logout on the other.
@@ -297,9 +342,10 @@ fn gateways_keep_serving_and_honour_every_logout_when_the_leader_is_killed() {
     }
     site.replicas[leader] = None;
     println!(
-        "leader replica {} SIGKILLed under load: {failed_queries} of {queries} token checks failed, {} logouts acknowledged ({failed_logouts} failed), slowest logout {slowest_logout:?}",
+        "leader replica {} SIGKILLed under load: {failed_queries} of {queries} token checks and routed requests failed, {} logouts and {} PAT revokes acknowledged ({failed_logouts} failed), slowest logout {slowest_logout:?}",
         leader + 1,
-        logouts.len()
+        logouts.len(),
+        pats.len()
     );
     assert_eq!(failed_queries, 0, "token checks failed while the leader died\n{}", site.logs());
     assert_eq!(failed_logouts, 0, "logouts failed while the leader died\n{}", site.logs());
@@ -308,6 +354,11 @@ fn gateways_keep_serving_and_honour_every_logout_when_the_leader_is_killed() {
     for t in &logouts {
         for i in [0, 1] {
             assert_eventually!(Duration::from_secs(2), site.query(i, t) == 401, "gateway {i} honours an acknowledged logout");
+        }
+    }
+    for p in &pats {
+        for i in [0, 1] {
+            assert_eventually!(Duration::from_secs(2), site.routed(i, p) == 401, "gateway {i} honours an acknowledged PAT revoke");
         }
     }
 }
@@ -433,7 +484,9 @@ fn hung_replica(site: &Site, victim: usize, total: Duration) -> (usize, usize, D
             stopped = true;
         }
         for i in [0, 1] {
-            checks += 1;
+            checks += 2;
+            let s = site.routed(i, &steady);
+            assert_eq!(s, 200, "a routed request on gateway {i} answered {s} while replica {} hung ({:?} in)", victim + 1, start.elapsed());
             let s = site.query(i, &steady);
             assert_eq!(
                 s,

@@ -2,7 +2,9 @@
 //! namespace of its own on one bridge (addresses from 198.18.0.0/15, inside the namespaces
 //! only), and the leader's link cut so that every packet is dropped (a hung network, not a
 //! refusal). The majority elects a leader and goes on; the old leader acknowledges nothing;
-//! after healing, every acknowledged write is on all three and the refused one on none.
+//! after healing, every acknowledged write is on all three and the refused one on none. A
+//! gateway on each host: the one that can reach only the minority reports DOWN past its
+//! staleness bound and never accepts a token revoked on the majority side.
 
 use std::time::{Duration, Instant};
 
@@ -88,20 +90,32 @@ fn a_partitioned_leader_acknowledges_nothing_and_the_majority_goes_on() {
     };
     let ws = Workspace::new();
     let port = 7555;
-    let mut yaml = "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    enabled: false\n    apiml: {security: {auth: {provider: users-file}}}\n  caching-service:\n    changeFeed: {heartbeat: 200ms}\n    storage: {mode: replicated}\n  distributor: {enabled: false}\nhaInstances:\n".to_owned();
+    let mut yaml = "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    enabled: false\n    port: 7554\n    apiml: {security: {auth: {provider: users-file}}}\n    revocation: {stalenessBound: 3s}\n    admin: {enabled: false}\n    shutdown: {grace: 300ms, timeout: 5s}\n  caching-service:\n    changeFeed: {heartbeat: 200ms}\n    storage: {mode: replicated}\n  distributor: {enabled: false}\nhaInstances:\n".to_owned();
     for i in 0..3 {
         // Every replica has its own host, so the same port on each (no free-port hunt needed).
         yaml.push_str(&format!("  r{}:\n    hostname: {}\n    components: {{caching-service: {{port: {port}}}}}\n", i + 1, addr(i)));
     }
+    for i in 0..3 {
+        yaml.push_str(&format!(
+            "  g{}:\n    hostname: {}\n    components: {{gateway: {{enabled: true}}, caching-service: {{enabled: false}}}}\n",
+            i + 1,
+            addr(i)
+        ));
+    }
     ws.write("zowe.yaml", &yaml);
     // Certificates whose names include the replicas' addresses.
     ws.run(&["init", "certificate", "-c", "zowe.yaml"], "").expect_code(0);
+    ws.run(&["users", "add", "alice", "-c", "zowe.yaml"], "correct horse battery staple\n").expect_code(0);
     let mut procs = Vec::new();
     for (i, ns) in net.nodes.iter().enumerate() {
         let mut cmd = ns.command(&plexgate_bin());
         cmd.args(["caching-service", "-c", "zowe.yaml", "--ha-instance", &format!("r{}", i + 1)]).current_dir(ws.path());
         let log = ws.path().join(format!("r{}.log", i + 1));
         procs.push(plexgate_tests::process::Proc::spawn(&format!("r{}", i + 1), cmd, &log));
+        let mut cmd = ns.command(&plexgate_bin());
+        cmd.args(["gateway", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]).current_dir(ws.path());
+        let log = ws.path().join(format!("g{}.log", i + 1));
+        procs.push(plexgate_tests::process::Proc::spawn(&format!("g{}", i + 1), cmd, &log));
     }
     let logs = || procs.iter().map(|p| p.logs()).collect::<String>();
     let c = client_in(&net.client, &ws);
@@ -127,6 +141,20 @@ fn a_partitioned_leader_acknowledges_nothing_and_the_majority_goes_on() {
     };
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     assert_eq!(write(&c, others[0], "before"), 201);
+    let gw = |i: usize, path: &str| format!("https://{}:7554{path}", addr(i));
+    for i in 0..3 {
+        assert_eventually!(
+            Duration::from_secs(40),
+            c.get(gw(i, "/application/health")).send().is_ok_and(|r| r.status() == 200),
+            "gateway g{} UP\n{}",
+            i + 1,
+            logs()
+        );
+    }
+    let login =
+        c.post(gw(others[0], "/gateway/api/v1/auth/login")).basic_auth("alice", Some("correct horse battery staple")).send().unwrap();
+    assert_eq!(login.status(), 204);
+    let token = plexgate_tests::cluster::token_from(&login).unwrap();
 
     net.cut(leader).expect("cut the leader's link");
     let cut_at = Instant::now();
@@ -143,6 +171,11 @@ fn a_partitioned_leader_acknowledges_nothing_and_the_majority_goes_on() {
         assert_eq!(write(&c, others[k % 2], &key), 201, "the majority takes writes\n{}", logs());
         acked.push(key);
     }
+    // The token is revoked on the majority side.
+    let logout =
+        c.post(gw(others[0], "/gateway/api/v1/auth/logout")).header("Cookie", format!("apimlAuthenticationToken={token}")).send().unwrap();
+    assert_eq!(logout.status(), 204, "logout on the majority side\n{}", logs());
+    let revoked_at = Instant::now();
     // The old leader, asked from inside its own namespace, acknowledges nothing, and says so.
     let inside = client_in(&net.nodes[leader], &ws);
     let refused = write(&inside, leader, "minority-write");
@@ -152,7 +185,35 @@ fn a_partitioned_leader_acknowledges_nothing_and_the_majority_goes_on() {
         inside.get(format!("https://{}:{port}/application/health", addr(leader))).send().is_ok_and(|r| r.status() == 503),
         "the partitioned replica reports DOWN"
     );
-    println!("leader r{} cut off: a new leader after {elected:?}; the old one answered {refused} to a write", leader + 1);
+    // The gateway on the cut-off host: DOWN past its staleness bound, and it never accepts the
+    // revoked token (it cannot know the revocation, so it refuses with 503).
+    assert_eventually!(
+        Duration::from_secs(20),
+        inside.get(gw(leader, "/application/health")).send().is_ok_and(|r| r.status() == 503),
+        "the gateway that reaches only the minority reports DOWN\n{}",
+        logs()
+    );
+    let down_after = revoked_at.elapsed();
+    let q = inside
+        .get(gw(leader, "/gateway/api/v1/auth/query"))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(q.unwrap_or(0), 503, "the minority's gateway must refuse (503), not accept the revoked token");
+    // The majority's gateways refuse it as revoked.
+    for i in &others {
+        assert_eventually!(
+            Duration::from_secs(5),
+            c.get(gw(*i, "/gateway/api/v1/auth/query")).bearer_auth(&token).send().is_ok_and(|r| r.status() == 401),
+            "g{} honours the logout",
+            i + 1
+        );
+    }
+    println!(
+        "leader r{} cut off: a new leader after {elected:?}; the old one answered {refused} to a write; its host's gateway DOWN {down_after:?} after the logout",
+        leader + 1
+    );
 
     net.heal(leader).expect("heal");
     let read = |i: usize| -> Option<Vec<String>> {

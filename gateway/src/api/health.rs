@@ -16,11 +16,15 @@ use serde_json::json;
 use crate::metrics as m;
 use crate::state::Gateway;
 
-/// UP once the revocation view has loaded; DRAINING after SIGTERM; DOWN before.
+/// UP once the revocation view has loaded and while it can be trusted; DRAINING after
+/// SIGTERM; DOWN before it loads, and while it is staler than the staleness bound with no
+/// caching service feeding it (this gateway then cannot know revocation state, so the
+/// distributor should move its clients to a gateway that can).
 fn status(g: &Gateway) -> &'static str {
+    let view = g.revocations.status();
     if g.is_draining() {
         "DRAINING"
-    } else if g.revocations.status().loaded {
+    } else if view.loaded && (view.connected || view.age.is_some_and(|a| a <= g.revocations.staleness_bound())) {
         "UP"
     } else {
         "DOWN"
