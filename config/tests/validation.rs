@@ -346,3 +346,20 @@ fn a_full_zowe_yaml_in_zowes_shape_loads_cleanly() {
     assert!(!c.certificates.generated);
     assert_eq!(c.workspace_directory, Path::new("/global/zowe/workspace"));
 }
+
+#[test]
+fn replicated_storage_warns_for_two_replicas_and_checks_its_cluster_name() {
+    let two = format!(
+        "{MINIMAL}  caching-service:\n    storage: {{mode: replicated}}\nhaInstances:\n  a: {{hostname: ha, components: {{gateway: {{port: 1}}}}}}\n  b: {{hostname: hb, components: {{gateway: {{port: 2}}}}}}\n"
+    );
+    let loaded = load_text(&two, Some("a"), &[]).unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.to_string().contains("2 replicas tolerate no failure")), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c.caching_service.storage.mode, StorageMode::Replicated);
+    assert_eq!(c.caching_service.storage.cluster_name, "plexgate-localhost-7554");
+    assert!(c.caching_service.storage.replicated_dir.ends_with("workspace/caching-service/a"));
+    let three = two.replace("  b: {", "  c: {hostname: hc, components: {gateway: {enabled: false}}}\n  b: {");
+    assert!(load_text(&three, Some("a"), &[]).unwrap().warnings.iter().all(|w| !w.to_string().contains("tolerate no failure")));
+    let p = problems(&two.replace("{mode: replicated}", "{mode: replicated, replicated: {clusterName: \" \"}}"), Some("a"));
+    assert!(p.iter().any(|p| p.path == "components.caching-service.storage.replicated.clusterName"), "{p:#?}");
+}
