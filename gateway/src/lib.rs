@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod periodic;
 pub mod proxy_protocol;
 pub mod revocation;
 pub mod routing;

@@ -146,17 +146,10 @@ impl Revocations {
                 }
             }
         });
-        let weak = Arc::downgrade(&r);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + evict_interval, evict_interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let Some(r) = weak.upgrade() else { return };
-                match r.evict().await {
-                    Ok(()) => tracing::debug!("expired revocations and old rules evicted"),
-                    Err(e) => tracing::warn!(error = %e, "background eviction of expired revocations failed; tried again later"),
-                }
+        crate::periodic::every(evict_interval, Arc::downgrade(&r), |r: Arc<Revocations>| async move {
+            match r.evict().await {
+                Ok(()) => tracing::debug!("expired revocations and old rules evicted"),
+                Err(e) => tracing::warn!(error = %e, "background eviction of expired revocations failed; tried again later"),
             }
         });
         r

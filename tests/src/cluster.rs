@@ -162,6 +162,20 @@ impl Cluster {
         token_from(&r).expect("apimlAuthenticationToken cookie")
     }
 
+    /// A PAT of `user` (password [`PASSWORD`]) for `scopes`, from `POST /access-token/generate`
+    /// on gateway `i`.
+    pub fn generate_pat(&self, i: usize, user: &str, scopes: &[&str]) -> String {
+        let r = self
+            .http
+            .post(self.auth(i, "/access-token/generate"))
+            .basic_auth(user, Some(PASSWORD))
+            .json(&serde_json::json!({"validity": 1, "scopes": scopes}))
+            .send()
+            .expect("generate");
+        assert_eq!(r.status(), 200, "generate a PAT");
+        r.text().expect("PAT")
+    }
+
     /// `GET /query` with the token as Bearer.
     pub fn query(&self, i: usize, token: &str) -> Response {
         self.http.get(self.auth(i, "/query")).bearer_auth(token).send().expect("query request")

@@ -420,7 +420,7 @@ fn every_forged_or_broken_login_token_is_refused_by_query_on_every_gateway() {
     cases.extend(bad_claims(&f, &template, INVALID, EXPIRED));
     // The right signature on the wrong kind of token: a PAT is no login token.
     cases.push(case("a forged PAT", f.token(&pat_claims("alice", &[SERVICE])), 401, INVALID));
-    let pat = generate_pat(&c, 0, "alice", &[SERVICE]);
+    let pat = c.generate_pat(0, "alice", &[SERVICE]);
     cases.push(case("a PAT the gateway issued", pat, 401, INVALID));
 
     let mut failures = Vec::new();
@@ -437,19 +437,6 @@ fn every_forged_or_broken_login_token_is_refused_by_query_on_every_gateway() {
     report(failures, &format!("{} query", cases.len()));
 }
 
-/// A PAT from `POST /access-token/generate`, with basic auth.
-fn generate_pat(c: &Cluster, i: usize, user: &str, scopes: &[&str]) -> String {
-    let r = c
-        .http
-        .post(c.auth(i, "/access-token/generate"))
-        .basic_auth(user, Some(PASSWORD))
-        .json(&json!({"validity": 1, "scopes": scopes}))
-        .send()
-        .expect("generate");
-    assert_eq!(r.status(), 200, "generate a PAT");
-    r.text().expect("PAT")
-}
-
 #[test]
 fn every_forged_or_broken_personal_access_token_is_refused_by_validate() {
     let c = Cluster::start(ClusterSetup { gateways: 1, start_gateways: 1, ..ClusterSetup::default() });
@@ -457,7 +444,7 @@ fn every_forged_or_broken_personal_access_token_is_refused_by_validate() {
     let kid = current_kid(&c, 0);
     let f = Forger::new(&m.key, &kid);
 
-    let real = generate_pat(&c, 0, "bob", &[SERVICE]);
+    let real = c.generate_pat(0, "bob", &[SERVICE]);
     assert_eq!(forge::part(&real, 0)["kid"], kid.as_str());
     let claims = forge::part(&real, 1);
     let template = pat_claims("bob", &[SERVICE]);

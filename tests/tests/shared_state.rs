@@ -14,19 +14,6 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-/// A PAT of `user` for `scopes`, from gateway `i`.
-fn generate_pat(c: &Cluster, i: usize, user: &str, scopes: &[&str]) -> String {
-    let r = c
-        .http
-        .post(c.auth(i, "/access-token/generate"))
-        .basic_auth(user, Some(PASSWORD))
-        .json(&json!({"validity": 1, "scopes": scopes}))
-        .send()
-        .expect("generate");
-    assert_eq!(r.status(), 200, "generate a PAT");
-    r.text().expect("PAT")
-}
-
 /// `POST /access-token/validate`: its status.
 fn validate(c: &Cluster, i: usize, pat: &str, service: &str) -> u16 {
     c.http.post(c.auth(i, "/access-token/validate")).json(&json!({"token": pat, "serviceId": service})).send().unwrap().status().as_u16()
@@ -71,7 +58,7 @@ fn logouts_cross(c: &Cluster, a: usize, b: usize) {
 #[test]
 fn a_user_cannot_lift_an_administrators_revocation() {
     let c = Cluster::start(ClusterSetup::default());
-    let pat = generate_pat(&c, 0, "bob", &["svc"]);
+    let pat = c.generate_pat(0, "bob", &["svc"]);
     assert_eq!(validate(&c, 0, &pat, "svc"), 204);
     // The administrator revokes every token of bob issued until now.
     assert_eq!(
@@ -179,7 +166,7 @@ fn a_store_filled_by_another_caller_still_takes_logouts() {
     assert!(full, "the store never answered 507");
     // Logouts and rules are still recorded, and honoured by both gateways.
     logouts_cross(&c, 0, 1);
-    let pat = generate_pat(&c, 0, "bob", &["svc"]);
+    let pat = c.generate_pat(0, "bob", &["svc"]);
     assert_eq!(c.http.delete(c.auth(0, "/access-token/revoke")).json(&json!({"token": pat})).send().unwrap().status(), 204);
     assert_eventually!(Duration::from_secs(5), validate(&c, 1, &pat, "svc") == 401, "PAT revoke honoured by gateway 2");
 }

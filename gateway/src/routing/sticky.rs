@@ -50,16 +50,9 @@ impl StickyRoutes {
     pub fn start(client: CacheClient, idle: Duration, evict_interval: Duration, feed_idle: Duration) -> Arc<StickyRoutes> {
         let view = MapView::start(client.clone(), &[STICKY_MAP], feed_idle);
         let s = Arc::new(StickyRoutes { client, view, idle });
-        let weak = Arc::downgrade(&s);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + evict_interval, evict_interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let Some(s) = weak.upgrade() else { return };
-                if let Err(e) = s.client.evict_tokens(STICKY_MAP).await {
-                    tracing::warn!(error = %e, "background eviction of idle sticky routes failed; tried again later");
-                }
+        crate::periodic::every(evict_interval, Arc::downgrade(&s), |s: Arc<StickyRoutes>| async move {
+            if let Err(e) = s.client.evict_tokens(STICKY_MAP).await {
+                tracing::warn!(error = %e, "background eviction of idle sticky routes failed; tried again later");
             }
         });
         s
