@@ -115,7 +115,11 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     let gateway = kids
         .iter()
         .copied()
-        .find(|k| std::fs::read_to_string(format!("/proc/{k}/cmdline")).unwrap_or_default().contains("lpar2"))
+        .find(|k| {
+            // Caching service lpar2 names lpar2 too: the gateway's command line says `gateway`.
+            let cmd = std::fs::read_to_string(format!("/proc/{k}/cmdline")).unwrap_or_default();
+            cmd.contains("gateway") && cmd.contains("lpar2")
+        })
         .expect("gateway lpar2");
     Command::new("kill").args(["-KILL", &gateway.to_string()]).status().unwrap();
     assert_eventually!(
