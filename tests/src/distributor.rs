@@ -185,6 +185,28 @@ impl Conn {
         Ok(buf)
     }
 
+    /// Asks for a WebSocket at `path` (with a Bearer `token` if given); the answer's head.
+    pub fn upgrade_websocket(&mut self, path: &str, token: Option<&str>) -> std::io::Result<String> {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        self.send(request.as_bytes())?;
+        self.read_head()
+    }
+
+    /// Sends `text` as one masked text frame (RFC 6455 5.3; under 126 bytes) and returns the
+    /// payload of the frame that comes back.
+    pub fn ws_echo(&mut self, text: &str) -> std::io::Result<String> {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.send(&frame)?;
+        let hdr = self.read_bytes(2)?;
+        Ok(String::from_utf8_lossy(&self.read_bytes((hdr[1] & 0x7f) as usize)?).into_owned())
+    }
+
     /// Sets the read timeout of the underlying socket.
     pub fn set_read_timeout(&self, d: Duration) -> std::io::Result<()> {
         self.stream.sock.set_read_timeout(Some(d))

@@ -228,19 +228,9 @@ fn a_long_download_and_a_websocket_survive_the_drain_of_their_gateway() {
     let started = Instant::now();
     // A WebSocket, echoing text messages.
     let mut ws = Conn::open(d.port, &tls).expect("connect");
-    ws.send(b"GET /sample/api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
-    let head = ws.read_head().expect("101");
+    let head = ws.upgrade_websocket("/sample/api/v1/ws", None).expect("101");
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let echo = |ws: &mut Conn, text: &str| -> std::io::Result<String> {
-        let mask = [1u8, 2, 3, 4];
-        let mut frame = vec![0x81, 0x80 | text.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        ws.send(&frame)?;
-        let hdr = ws.read_bytes(2)?;
-        Ok(String::from_utf8_lossy(&ws.read_bytes((hdr[1] & 0x7f) as usize)?).into_owned())
-    };
-    assert_eq!(echo(&mut ws, "before").unwrap(), "a: before");
+    assert_eq!(ws.ws_echo("before").unwrap(), "a: before");
 
     c.gateways[0].as_ref().expect("g1").signal("TERM");
     d.wait_state("g1", "down", Duration::from_secs(3));
@@ -250,7 +240,7 @@ fn a_long_download_and_a_websocket_survive_the_drain_of_their_gateway() {
     assert_eventually!(Duration::from_secs(5), failed_checks(&d, "g1") >= refused + 3, "more checks of g1 ran");
     let detail = d.target("g1")["last_check"]["detail"].as_str().unwrap_or_default().to_owned();
     assert!(detail.contains("refused"), "{detail}");
-    assert_eq!(echo(&mut ws, "during").expect("the WebSocket survives the drain"), "a: during");
+    assert_eq!(ws.ws_echo("during").expect("the WebSocket survives the drain"), "a: during");
     let rest = download.read_bytes(64 * 1024).expect("the download completes");
     assert!(rest.iter().all(|&b| b == b'x'));
     let took = started.elapsed();

@@ -177,18 +177,8 @@ fn a_draining_gateway_lets_an_open_websocket_finish() {
     c.start_gateway(0);
     let tls = plexgate_tests::distributor::tls_client(&c.ws);
     let mut ws = plexgate_tests::distributor::Conn::open(c.ports[0], &tls).unwrap();
-    ws.send(b"GET /sample/api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
-    assert!(ws.read_head().unwrap().starts_with("HTTP/1.1 101"));
-    let echo = |ws: &mut plexgate_tests::distributor::Conn, text: &str| -> std::io::Result<String> {
-        let mask = [1u8, 2, 3, 4];
-        let mut frame = vec![0x81, 0x80 | text.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        ws.send(&frame)?;
-        let hdr = ws.read_bytes(2)?;
-        Ok(String::from_utf8_lossy(&ws.read_bytes((hdr[1] & 0x7f) as usize)?).into_owned())
-    };
-    assert_eq!(echo(&mut ws, "before").unwrap(), "a: before");
+    assert!(ws.upgrade_websocket("/sample/api/v1/ws", None).unwrap().starts_with("HTTP/1.1 101"));
+    assert_eq!(ws.ws_echo("before").unwrap(), "a: before");
     let gateway = c.gateways[0].as_mut().expect("gateway");
     gateway.signal("TERM");
     let port = c.ports[0];
@@ -204,7 +194,7 @@ fn a_draining_gateway_lets_an_open_websocket_finish() {
         "the drain waits for the WebSocket"
     );
     for i in 0..3 {
-        assert_eq!(echo(&mut ws, &format!("during {i}")).expect("the WebSocket outlives the grace"), format!("a: during {i}"));
+        assert_eq!(ws.ws_echo(&format!("during {i}")).expect("the WebSocket outlives the grace"), format!("a: during {i}"));
     }
     assert!(gateway.is_running(), "the gateway waits for its WebSocket");
     drop(ws);

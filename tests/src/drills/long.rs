@@ -113,11 +113,7 @@ fn slow_request(port: u16, tls: &Arc<rustls::ClientConfig>, token: &str, planned
 fn websocket(port: u16, tls: &Arc<rustls::ClientConfig>, token: &str, planned: Duration) -> Result<(), String> {
     let mut c = Conn::open(port, tls).map_err(|e| format!("connect/TLS: {e}"))?;
     c.set_read_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    let upgrade = format!(
-        "GET /sample/api/v1/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    c.send(upgrade.as_bytes()).map_err(|e| format!("send: {e}"))?;
-    let head = c.read_head().map_err(|e| format!("head: {e}"))?;
+    let head = c.upgrade_websocket("/sample/api/v1/ws", Some(token)).map_err(|e| format!("head: {e}"))?;
     if !head.starts_with("HTTP/1.1 101") {
         return Err(format!("answer: {}", head.lines().next().unwrap_or_default()));
     }
@@ -126,16 +122,10 @@ fn websocket(port: u16, tls: &Arc<rustls::ClientConfig>, token: &str, planned: D
     while started.elapsed() < planned {
         n += 1;
         let text = format!("m{n}");
-        let mask = [7u8, 1, 3, 5];
-        let mut frame = vec![0x81, 0x80 | text.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         let at = started.elapsed();
-        c.send(&frame).map_err(|e| format!("message {n} after {at:?}: send: {e}"))?;
-        let hdr = c.read_bytes(2).map_err(|e| format!("message {n} after {at:?}: echo: {e}"))?;
-        let echo = c.read_bytes((hdr[1] & 0x7f) as usize).map_err(|e| format!("message {n} after {at:?}: echo: {e}"))?;
-        if !String::from_utf8_lossy(&echo).ends_with(&text) {
-            return Err(format!("message {n}: echo {:?}", String::from_utf8_lossy(&echo)));
+        let echo = c.ws_echo(&text).map_err(|e| format!("message {n} after {at:?}: {e}"))?;
+        if !echo.ends_with(&text) {
+            return Err(format!("message {n}: echo {echo:?}"));
         }
         // Pacing of the session (what it is made of), not a wait for a condition.
         let next = started + MESSAGE_EVERY * n;
