@@ -55,6 +55,12 @@ fn writes_across(ws: &Workspace, g: &Group, via: usize, total: Duration, at: Dur
     (acked, longest.max(last_ack.elapsed()))
 }
 
+/// A replica's node id as the group derives it from its haInstance id (SHA-256, first 8 bytes).
+fn node_id(instance: &str) -> u64 {
+    use sha2::Digest;
+    u64::from_be_bytes(sha2::Sha256::digest(instance.as_bytes())[..8].try_into().unwrap())
+}
+
 fn missing(acked: &[String], have: &[String]) -> Vec<String> {
     acked.iter().filter(|k| !have.contains(k)).cloned().collect()
 }
@@ -107,6 +113,64 @@ fn a_stopped_leader_is_replaced_and_catches_up_when_it_resumes() {
         g.logs()
     );
     assert_ne!(g.role(&ws, leader).as_deref(), Some("Candidate"));
+}
+
+/// `POST /cache {key}` (a create, which a second application would answer 409) through
+/// replica `i`: its status, or 0 when no answer came.
+fn create(c: &reqwest::blocking::Client, g: &Group, i: usize, key: &str) -> u16 {
+    c.post(format!("https://127.0.0.1:{}/cachingservice/api/v1/cache", g.ports[i]))
+        .header("X-CS-Service-ID", "svc")
+        .json(&json!({"key": key, "value": "once"}))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .map_or(0, |r| r.status().as_u16())
+}
+
+#[test]
+fn a_forwarded_write_whose_answer_is_lost_is_applied_exactly_once() {
+    let ws = Workspace::with_certs();
+    let g = Group::start(&ws, 3, "", "");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Three times: creates through a follower, eight at a time, while the leader hangs. The
+    // creates in flight at the SIGSTOP may be committed with their answers lost: the follower
+    // must propose them again without applying them twice (a 409) or giving up (a 503).
+    for round in 0..3 {
+        assert_eventually!(Duration::from_secs(15), g.leader(&ws).is_some(), "a leader\n{}", g.logs());
+        let leader = g.leader(&ws).unwrap();
+        let via = (leader + 1) % 3;
+        let (start, before) = (Instant::now(), next.load(std::sync::atomic::Ordering::Relaxed));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let (ws, g, next) = (&ws, &g, &next);
+                s.spawn(move || {
+                    let c = ws.client();
+                    while start.elapsed() < Duration::from_secs(4) {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let status = create(&c, g, via, &format!("k{k}"));
+                        assert_eq!(status, 201, "round {round}: create k{k} through r{} answered {status}\n{}", via + 1, g.logs());
+                    }
+                });
+            }
+            // Mid-stream: once the writers are well under way.
+            assert_eventually!(Duration::from_secs(10), next.load(std::sync::atomic::Ordering::Relaxed) >= before + 40, "writes under way");
+            g.procs[leader].as_ref().unwrap().signal("STOP");
+        });
+        g.procs[leader].as_ref().unwrap().signal("CONT");
+        g.wait_all_healthy(&ws);
+    }
+    let made = next.load(std::sync::atomic::Ordering::Relaxed);
+    for i in 0..3 {
+        let all: Value = ws
+            .client()
+            .get(format!("https://127.0.0.1:{}/cachingservice/api/v1/cache", g.ports[i]))
+            .header("X-CS-Service-ID", "svc")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(all.as_object().unwrap().len(), made, "r{} holds every create once", i + 1);
+    }
+    println!("{made} creates through followers across three hung leaders: every one answered 201, each stored once");
 }
 
 #[test]
@@ -176,8 +240,24 @@ fn peers_of_another_cluster_and_other_certificates_are_refused() {
     assert_eq!(members["replicas"].as_array().unwrap().len(), 3, "{members}");
     assert!(members["replicas"].as_array().unwrap().iter().all(|r| r["voter"] == true), "{members}");
     assert!(members["leader"].is_string(), "{members}");
+    // Join requests: only a replica's certificate, and only a well-formed one.
+    let join_url = format!("https://127.0.0.1:{}/cachingservice/raft/v1/join", g.ports[0]);
+    let join = |client: &reqwest::blocking::Client, body: Value| {
+        client.post(&join_url).header("x-plexgate-cluster", cluster).json(&body).send().unwrap().status()
+    };
+    let intruder = json!({"instance": "intruder", "id": 1, "address": "127.0.0.1:1"});
+    assert_eq!(join(&ws.client(), intruder.clone()), 403, "a gateway's certificate may not join");
+    assert_eq!(join(&replica_cert, intruder), 400, "an id that is not the instance's");
+    for address in ["nohost", "127.0.0.1:0", "127.0.0.1:99999", "a/b:1", ":7"] {
+        assert_eq!(join(&replica_cert, json!({"instance": "x", "id": node_id("x"), "address": address})), 400, "{address}");
+    }
+    let malformed = replica_cert.post(&join_url).header("x-plexgate-cluster", cluster).body("{not json").send().unwrap();
+    assert!(malformed.status().is_client_error(), "{}", malformed.status());
     // The unauthorised vote changed nothing: the group still takes writes.
     assert!(revoke(&ws, &g, 2, "after-the-refusals"));
+    let members: Value =
+        ws.client().get(format!("https://127.0.0.1:{}/cachingservice/raft/v1/members", g.ports[0])).send().unwrap().json().unwrap();
+    assert_eq!(members["voters"].as_array().unwrap().len(), 3, "no join took effect: {members}");
 }
 
 /// Two gateways and three replicas (the third haInstance runs only a caching service).
@@ -440,32 +520,41 @@ fn a_replica_added_to_the_configuration_joins_and_one_removed_leaves() {
     let ws = Workspace::with_certs();
     let mut g = Group::start(&ws, 3, "", "");
     assert!(revoke(&ws, &g, 0, "before-r4"));
-    // r4 joins the file; it starts, then the others restart onto the new file, the leader last.
+    // r4 joins the file and starts; the three go on running on the old file.
     g.ports.push(plexgate_tests::free_port());
     g.procs.push(None);
     g.config = Group::write_config(&ws, &g.ports, "", "");
     g.spawn(&ws, 3);
-    let leader = g.leader(&ws).expect("leader");
-    for i in (0..3).filter(|i| *i != leader).chain([leader]) {
-        g.restart(&ws, i);
-        assert_eventually!(Duration::from_secs(30), g.health(&ws, i).is_some_and(|(s, _)| s == 200), "r{} back\n{}", i + 1, g.logs());
-    }
-    assert_eventually!(Duration::from_secs(30), voters(&ws, &g, 3) == Some(4), "r4 is a voter\n{}", g.logs());
+    let joined = Instant::now();
+    assert_eventually!(
+        Duration::from_secs(30),
+        voters(&ws, &g, 3) == Some(4) && (0..3).all(|i| voters(&ws, &g, i) == Some(4)),
+        "r4 is a voter, as every replica sees it\n{}",
+        g.logs()
+    );
+    println!("r4 started on the new file joined the running group (as a voter) in {:?}", joined.elapsed());
     assert!(revoke(&ws, &g, 3, "through-r4"), "a write through the new replica");
     let have = tokens(&ws, &g, 3).expect("read through r4");
     assert!(have.contains(&"before-r4".to_owned()) && have.contains(&"through-r4".to_owned()), "{have:?}");
-    // And out again: the file names three, the three restart, r4 stops.
-    let three = g.ports[..3].to_vec();
-    g.config = Group::write_config(&ws, &three, "", "");
+    // A restart of the joined replica is no removal: it stays a voter throughout.
+    g.restart(&ws, 3);
+    assert_eventually!(Duration::from_secs(30), g.health(&ws, 3).is_some_and(|(s, _)| s == 200), "r4 back\n{}", g.logs());
+    assert_eq!(voters(&ws, &g, 0), Some(4), "r4 restarted is still a member");
+    // And out again: the file names three, the three restart onto it (r4 still running, so a
+    // majority of four is up throughout), then r4 stops and is removed.
+    g.config = Group::write_config(&ws, &g.ports[..3], "", "");
     let leader = g.leader(&ws).expect("leader");
     for i in (0..3).filter(|i| *i != leader).chain([leader]) {
         g.restart(&ws, i);
         assert_eventually!(Duration::from_secs(30), g.health(&ws, i).is_some_and(|(s, _)| s == 200), "r{} back\n{}", i + 1, g.logs());
     }
-    assert_eventually!(Duration::from_secs(30), (0..3).any(|i| voters(&ws, &g, i) == Some(3)), "r4 removed\n{}", g.logs());
+    assert_eq!(voters(&ws, &g, 0), Some(4), "r4, running, is not removed");
     if let Some(mut p) = g.procs[3].take() {
         p.kill();
     }
+    let stopped = Instant::now();
+    assert_eventually!(Duration::from_secs(40), (0..3).all(|i| voters(&ws, &g, i) == Some(3)), "r4 removed\n{}", g.logs());
+    println!("r4 stopped was removed from the group in {:?}", stopped.elapsed());
     assert!(revoke(&ws, &g, 1, "after-r4"), "the three go on");
 }
 

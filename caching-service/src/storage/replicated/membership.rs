@@ -3,13 +3,14 @@
 //! operator may reorder); the first such haInstance in file order initializes the group, once,
 //! when it sees a majority of the configured replicas reachable.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, Raft};
 use plexgate_config::Config;
 use sha2::{Digest, Sha256};
 
+use super::join::Joins;
 use super::types::TypeConfig;
 
 /// The stable node id of haInstance `id`.
@@ -66,18 +67,28 @@ pub async fn bootstrap(raft: Raft<TypeConfig>, me: u64, replicas: Vec<(String, u
 
 /// How often the leader compares the group with its configuration.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long a voter the leader's configuration does not name must be unreachable before it is
+/// removed: a joined replica restarting is not removed, a stopped one is.
+pub const REMOVE_AFTER: Duration = Duration::from_secs(10);
 
-/// On the leader: makes the group's voters the configured replicas, one change at a time. A
-/// configured replica the group lacks joins once reachable, as a learner first (it catches up
-/// from the log or a snapshot), then as a voter; a voter the configuration no longer names is
-/// removed. A leader acts on its own configuration: during a rolling restart onto a new
-/// zowe.yaml the group follows whichever configuration its leader has.
-pub async fn reconcile(raft: Raft<TypeConfig>, me: u64, replicas: Vec<(String, u64, String)>) {
+async fn reachable(addr: &str) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await.is_ok_and(|c| c.is_ok())
+}
+
+/// On the leader: makes the group's voters the configured replicas and those that asked to
+/// join, one change at a time. Such a replica joins once reachable, as a learner first (it
+/// catches up from the log or a snapshot), then as a voter. A voter the leader's
+/// configuration does not name stays while it is reachable (it may have joined, or the
+/// leader's file may be older), and is removed once unreachable for [`REMOVE_AFTER`]: to
+/// remove a replica, take it out of the file, restart the others onto it, stop it.
+pub async fn reconcile(raft: Raft<TypeConfig>, me: u64, replicas: Vec<(String, u64, String)>, joins: Joins) {
     let configured = members(&replicas);
+    let mut unreachable_since: BTreeMap<u64, Instant> = BTreeMap::new();
     loop {
         tokio::time::sleep(RECONCILE_EVERY).await;
         let m = raft.metrics().borrow().clone();
         if m.state != openraft::ServerState::Leader || m.current_leader != Some(me) {
+            unreachable_since.clear();
             continue;
         }
         let membership = m.membership_config.membership().clone();
@@ -85,15 +96,19 @@ pub async fn reconcile(raft: Raft<TypeConfig>, me: u64, replicas: Vec<(String, u
         if membership.get_joint_config().len() > 1 {
             continue;
         }
-        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-        let missing = configured.iter().find(|(id, _)| !voters.contains(id));
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut wanted = configured.clone();
+        {
+            let mut joins = joins.lock().unwrap_or_else(|p| p.into_inner());
+            joins.retain(|id, _| !voters.contains(id));
+            wanted.extend(joins.iter().map(|(id, n)| (*id, n.clone())));
+        }
+        let missing = wanted.iter().find(|(id, _)| !voters.contains(id));
         if let Some((id, node)) = missing {
-            let reachable =
-                tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&node.addr)).await.is_ok_and(|c| c.is_ok());
-            if !reachable {
+            if !reachable(&node.addr).await {
                 continue;
             }
-            tracing::info!(id, address = %node.addr, "replicated store: a configured replica joins, as a learner first");
+            tracing::info!(id, address = %node.addr, "replicated store: a replica joins, as a learner first");
             if let Err(e) = raft.add_learner(*id, node.clone(), true).await {
                 tracing::warn!(id, error = %e, "replicated store: adding a learner failed; tried again");
                 continue;
@@ -106,13 +121,27 @@ pub async fn reconcile(raft: Raft<TypeConfig>, me: u64, replicas: Vec<(String, u
             }
             continue;
         }
-        let extra: Vec<u64> = voters.iter().copied().filter(|v| !configured.contains_key(v)).collect();
-        if let Some(gone) = extra.first().filter(|_| voters.len() > 1) {
-            let next: std::collections::BTreeSet<u64> = voters.iter().copied().filter(|v| v != gone).collect();
-            tracing::info!(id = gone, "replicated store: a replica the configuration no longer names is removed");
-            if let Err(e) = raft.change_membership(next, false).await {
-                tracing::warn!(id = gone, error = %e, "replicated store: removing the replica failed; tried again");
+        let extra: Vec<u64> = voters.iter().copied().filter(|v| !wanted.contains_key(v)).collect();
+        unreachable_since.retain(|id, _| extra.contains(id));
+        for gone in extra {
+            let addr = membership.get_node(&gone).map(|n| n.addr.clone()).unwrap_or_default();
+            if reachable(&addr).await {
+                unreachable_since.remove(&gone);
+                continue;
             }
+            let since = *unreachable_since.entry(gone).or_insert_with(Instant::now);
+            if since.elapsed() < REMOVE_AFTER || voters.len() <= 1 {
+                continue;
+            }
+            let next: BTreeSet<u64> = voters.iter().copied().filter(|v| *v != gone).collect();
+            tracing::info!(id = gone, address = %addr, "replicated store: a replica the configuration no longer names, unreachable, is removed");
+            match raft.change_membership(next, false).await {
+                Ok(_) => {
+                    unreachable_since.remove(&gone);
+                }
+                Err(e) => tracing::warn!(id = gone, error = %e, "replicated store: removing the replica failed; tried again"),
+            }
+            break;
         }
     }
 }

@@ -16,13 +16,15 @@
 //!   heartbeats and its gateways' staleness bound runs.
 //!
 //! Rooms: `types` (the log's entries), `log` (log and vote), `state_machine` (apply and
-//! snapshots), `network` and `service` (the peers' channel), `membership` (ids, bootstrap).
+//! snapshots), `network` and `service` (the peers' channel), `membership` (ids, bootstrap,
+//! reconcile), `join` (a new replica joining a running group), `import` (a durable store).
 
 // openraft's trait methods return its `StorageError`/`RPCError`, which are large; boxing
 // them is not ours to choose.
 #![allow(clippy::result_large_err)]
 
 mod import;
+mod join;
 mod log;
 mod membership;
 mod network;
@@ -46,7 +48,7 @@ pub use network::RAFT_BASE;
 use self::network::{Network, PostError};
 use self::service::{ReadAnswer, WriteAnswer};
 use self::state_machine::StateMachine;
-use self::types::TypeConfig;
+use self::types::{Proposal, TypeConfig};
 use super::embedded::{Embedded, Write};
 use super::{Entry, Limits, MapEntries, Merge, Room, Since, Snapshot, Storage, new_epoch, now_millis};
 use crate::error::CacheError;
@@ -74,6 +76,8 @@ pub struct Replica {
     peer_dns: Vec<String>,
     replicas: Vec<(String, u64, String)>,
     leader_contact: Mutex<Option<Instant>>,
+    /// Join requests heard as leader (see [`join`]).
+    joins: join::Joins,
 }
 
 impl Replica {
@@ -166,9 +170,13 @@ pub async fn start(config: &Config, limits: Limits) -> Result<(Arc<dyn Storage>,
         peer_dns,
         replicas: replicas.clone(),
         leader_contact: Mutex::new(None),
+        joins: join::Joins::default(),
     });
     tokio::spawn(membership::bootstrap(raft.clone(), id, replicas.clone()));
-    tokio::spawn(membership::reconcile(raft, id, replicas));
+    let address = replicas.iter().find(|r| r.1 == id).map(|r| r.2.clone()).unwrap_or_default();
+    let me_req = join::JoinRequest { instance: me.clone(), id, address };
+    tokio::spawn(join::ask(raft.clone(), r.net.clone(), me_req, replicas.clone()));
+    tokio::spawn(membership::reconcile(raft, id, replicas, r.joins.clone()));
     tokio::spawn(set_group_epoch(Arc::downgrade(&r)));
     tokio::spawn(import::durable(Arc::downgrade(&r), cs.storage.durable_file.clone()));
     let routes = service::router(r.clone());
@@ -211,24 +219,25 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> CacheError {
 
 impl Replicated {
     /// Commits `w` through the group (forwarded to the leader when this replica is not it).
+    /// Every attempt carries the same request id, so an attempt whose answer was lost (a
+    /// forwarded write that timed out, a leader that stepped down after appending it) is
+    /// proposed again without being applied twice.
     pub(crate) async fn propose(&self, w: Write) -> Result<u64, CacheError> {
+        let p = Proposal::new(w);
         let deadline = Instant::now() + WRITE_DEADLINE;
+        let mut last_error = String::from("no leader");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             // A leader cut off from its followers still believes it leads: bound its wait.
-            let Ok(written) = tokio::time::timeout(left, self.r.raft.client_write(w.clone())).await else {
+            let Ok(written) = tokio::time::timeout(left, self.r.raft.client_write(p.clone())).await else {
                 return Err(unavailable("write", format!("not committed by a majority within {WRITE_DEADLINE:?}")));
             };
             match written {
                 Ok(resp) => return resp.data.into_result(),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(node) = f.leader_node.filter(|_| f.leader_id != Some(self.r.id)) {
-                        match self
-                            .r
-                            .net
-                            .post::<Write, WriteAnswer>(&node.addr, "/write", &w, left.clamp(Duration::from_millis(100), FORWARD_ATTEMPT))
-                            .await
-                        {
+                        let attempt = left.clamp(Duration::from_millis(100), FORWARD_ATTEMPT);
+                        match self.r.net.post::<Proposal, WriteAnswer>(&node.addr, "/write", &p, attempt).await {
                             Ok(WriteAnswer::Applied(o, index)) => {
                                 // Read-your-writes here too: answer once this replica applied it.
                                 let wait = self.r.raft.wait(Some(left.max(Duration::from_millis(100))));
@@ -237,16 +246,19 @@ impl Replicated {
                                 }
                                 return o.into_result();
                             }
-                            Ok(WriteAnswer::NotLeader) | Err(PostError::Unreachable(_)) => {}
-                            // Sent, answer lost: it may or may not have been committed.
-                            Err(e) => return Err(unavailable("the leader did not answer the forwarded write", e)),
+                            Ok(WriteAnswer::NotLeader) => last_error = "the leader stepped down".to_owned(),
+                            // Perhaps committed, perhaps not: the same request again decides.
+                            Err(e) => {
+                                tracing::debug!(error = %e, "replicated store: a forwarded write unanswered; proposed again");
+                                last_error = e.to_string();
+                            }
                         }
                     }
                 }
                 Err(e) => return Err(unavailable("write", e)),
             }
             if Instant::now() >= deadline {
-                return Err(unavailable("write", format!("no leader within {WRITE_DEADLINE:?}")));
+                return Err(unavailable("write", format!("not committed within {WRITE_DEADLINE:?} ({last_error})")));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

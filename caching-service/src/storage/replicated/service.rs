@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Replica;
+use super::join::JoinRequest;
 use super::network::{CLUSTER_HEADER, RAFT_BASE};
-use super::types::{Outcome, TypeConfig};
+use super::types::{Outcome, Proposal, TypeConfig};
 use crate::identity::PeerIdentity;
-use crate::storage::embedded::Write;
 
 /// A forwarded write's answer.
 #[derive(Serialize, Deserialize)]
@@ -59,6 +59,7 @@ pub fn router(replica: Arc<Replica>) -> Router {
         .route("/snapshot", post(snapshot))
         .route("/write", post(write))
         .route("/read-index", post(read_index))
+        .route("/join", post(join))
         .route_layer(axum::middleware::from_fn_with_state(replica.clone(), only_replicas))
         // Log batches and snapshot chunks (bytes as JSON numbers) outgrow axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(PEER_BODY_LIMIT));
@@ -105,7 +106,7 @@ async fn snapshot(State(r): St, Json(req): Json<InstallSnapshotRequest<TypeConfi
     Json(r.raft.install_snapshot(req).await).into_response()
 }
 
-async fn write(State(r): St, Json(w): Json<Write>) -> Response {
+async fn write(State(r): St, Json(w): Json<Proposal>) -> Response {
     let Ok(written) = tokio::time::timeout(super::WRITE_DEADLINE, r.raft.client_write(w)).await else {
         return (StatusCode::SERVICE_UNAVAILABLE, "not committed by a majority in time").into_response();
     };
@@ -114,6 +115,14 @@ async fn write(State(r): St, Json(w): Json<Write>) -> Response {
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Json(WriteAnswer::NotLeader).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+async fn join(State(r): St, Json(req): Json<JoinRequest>) -> Response {
+    if let Some(why) = req.invalid() {
+        tracing::warn!(instance = %req.instance, %why, "replicated store: a join request refused");
+        return (StatusCode::BAD_REQUEST, why).into_response();
+    }
+    Json(super::join::answer(&r.raft, &r.joins, req)).into_response()
 }
 
 async fn read_index(State(r): St) -> Response {
@@ -144,11 +153,17 @@ pub fn status(r: &Replica) -> serde_json::Value {
             })
             .collect::<serde_json::Map<_, _>>()
     });
-    let nodes: Vec<serde_json::Value> = r
+    let membership = m.membership_config.membership();
+    let voter = |id: u64| membership.voter_ids().any(|v| v == id);
+    let mut nodes: Vec<serde_json::Value> = r
         .replicas
         .iter()
-        .map(|(name, id, addr)| json!({"instance": name, "id": id.to_string(), "address": addr, "voter": m.membership_config.membership().voter_ids().any(|v| v == *id)}))
+        .map(|(name, id, addr)| json!({"instance": name, "id": id.to_string(), "address": addr, "voter": voter(*id)}))
         .collect();
+    // Members this replica's file does not name (they joined, or its file is older).
+    for (id, node) in membership.nodes().filter(|(id, _)| !r.replicas.iter().any(|c| c.1 == **id)) {
+        nodes.push(json!({"instance": null, "id": id.to_string(), "address": node.addr, "voter": voter(*id)}));
+    }
     json!({
         "cluster": r.cluster,
         "id": r.id.to_string(),

@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::types::{Outcome, TypeConfig};
+use super::types::{Outcome, Proposal, TypeConfig};
 use crate::error::CacheError;
 use crate::storage::embedded::{AGE, Embedded, FEED, IDENT, KV, MAPS, META, NS_COUNT, Write, apply};
 
@@ -28,6 +28,15 @@ type Membership = StoredMembership<u64, openraft::BasicNode>;
 
 /// `applied` (JSON `Option<LogId>`) and `membership` (JSON [`StoredMembership`]).
 const RAFT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft");
+
+/// Request id -> (log index, JSON [`Outcome`]) of the proposals applied lately, so a proposal
+/// repeated after a lost answer is applied once (see [`super::types::Proposal`]).
+const REQUESTS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("requests");
+/// Log index -> request id: the order in which [`REQUESTS`] forgets.
+const REQUEST_AGE: TableDefinition<u64, &str> = TableDefinition::new("request_age");
+/// How many request ids are remembered. A repeat comes within the proposer's write deadline
+/// (5 s); this covers that at 4,000 writes a second, at about 100 bytes an id.
+const KEEP_REQUESTS: u64 = 20_000;
 
 /// A `/cache` row: (namespace, key) -> (creation sequence, created millis, value).
 type KvRow = ((String, String), (u64, u64, String));
@@ -47,6 +56,9 @@ struct Dump {
     ns_count: Vec<(String, u64)>,
     ident: Vec<(String, String)>,
     raft: Vec<(String, Vec<u8>)>,
+    /// Request ids remembered (absent in snapshots from before they existed).
+    #[serde(default)]
+    requests: Vec<(String, (u64, String))>,
 }
 
 /// The replica's state machine.
@@ -122,6 +134,13 @@ impl StateMachine {
                     let (k, v) = item?;
                     d.ident.push((k.value().to_owned(), v.value().to_owned()));
                 }
+                if let Ok(table) = txn.open_table(REQUESTS) {
+                    for item in table.iter()? {
+                        let (k, v) = item?;
+                        let (index, outcome) = v.value();
+                        d.requests.push((k.value().to_owned(), (index, outcome.to_owned())));
+                    }
+                }
                 let (mut applied, mut membership) = (None, Membership::default());
                 if let Ok(table) = txn.open_table(RAFT) {
                     for item in table.iter()? {
@@ -181,7 +200,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for e in entries {
                     match e.payload {
                         EntryPayload::Blank => out.push(Outcome::Done(0)),
-                        EntryPayload::Normal(w) => out.push(Outcome::of(apply_once(txn, limits, w))),
+                        EntryPayload::Normal(p) => out.push(apply_proposal(txn, limits, e.log_id.index, p)?),
                         EntryPayload::Membership(m) => {
                             membership = Some(StoredMembership::new(Some(e.log_id), m));
                             out.push(Outcome::Done(0));
@@ -257,6 +276,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for (k, v) in &dump.raft {
                     raft.insert(k.as_str(), v.as_slice())?;
                 }
+                let mut requests = txn.open_table(REQUESTS)?;
+                requests.retain(|_, _| false)?;
+                let mut request_age = txn.open_table(REQUEST_AGE)?;
+                request_age.retain(|_, _| false)?;
+                for (id, (index, outcome)) in &dump.requests {
+                    requests.insert(id.as_str(), (*index, outcome.as_str()))?;
+                    request_age.insert(*index, id.as_str())?;
+                }
                 Ok(())
             })
             .await
@@ -274,6 +301,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             None => self.build_snapshot().await.map(Some),
         }
     }
+}
+
+/// Applies one proposal at log `index`: a request applied before answers its first outcome
+/// again and changes nothing.
+fn apply_proposal(txn: &redb::WriteTransaction, limits: crate::storage::Limits, index: u64, p: Proposal) -> Result<Outcome, CacheError> {
+    let Some(id) = p.request else { return Ok(Outcome::of(apply_once(txn, limits, p.write))) };
+    let mut requests = txn.open_table(REQUESTS)?;
+    if let Some(seen) = requests.get(id.as_str())? {
+        let (_, outcome) = seen.value();
+        return serde_json::from_str(outcome).map_err(|e| CacheError::Internal(format!("a remembered outcome: {e}")));
+    }
+    let outcome = Outcome::of(apply_once(txn, limits, p.write));
+    let json = serde_json::to_string(&outcome).map_err(|e| CacheError::Internal(e.to_string()))?;
+    requests.insert(id.as_str(), (index, json.as_str()))?;
+    let mut age = txn.open_table(REQUEST_AGE)?;
+    age.insert(index, id.as_str())?;
+    while age.len()? > KEEP_REQUESTS {
+        let Some((_, oldest)) = age.pop_first()? else { break };
+        requests.remove(oldest.value())?;
+    }
+    Ok(outcome)
 }
 
 /// Applies one write; a second `SetEpoch` changes nothing (the group's first one stays).

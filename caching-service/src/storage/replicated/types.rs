@@ -1,6 +1,6 @@
-//! The Raft group's types: a log entry carries one [`Write`] of the embedded store, and its
-//! application answers an [`Outcome`], the same on every replica (it depends only on the state
-//! and the write).
+//! The Raft group's types: a log entry carries one [`Proposal`] (a [`Write`] of the embedded
+//! store and the id of the request that proposed it), and its application answers an
+//! [`Outcome`], the same on every replica (it depends only on the state and the write).
 
 use std::io::Cursor;
 
@@ -12,13 +12,34 @@ use crate::storage::embedded::Write;
 openraft::declare_raft_types!(
     /// The caching service's Raft types.
     pub TypeConfig:
-        D = Write,
+        D = Proposal,
         R = Outcome,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
 );
+
+/// A write as proposed to the group. A proposer whose answer was lost (a forwarded write
+/// timed out, a leader stepped down after appending) cannot tell whether it was committed, so
+/// it proposes again under the same `request`: the state machine applies a request once and
+/// answers a repeat with the first outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The proposing request's id; `None` in entries written before ids existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The change.
+    #[serde(flatten)]
+    pub write: Write,
+}
+
+impl Proposal {
+    /// `write` under a new request id.
+    pub fn new(write: Write) -> Proposal {
+        Proposal { request: Some(uuid::Uuid::new_v4().simple().to_string()), write }
+    }
+}
 
 /// The deterministic answer to one applied write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,5 +82,20 @@ impl Outcome {
             Outcome::BadPayload(m) => Err(CacheError::BadPayload(m)),
             Outcome::Failed(m) => Err(CacheError::Unavailable(m)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_without_a_request_id_still_reads() {
+        let old = r#"{"write":"delete","ns":"n","key":"k"}"#;
+        let p: Proposal = serde_json::from_str(old).unwrap();
+        assert_eq!(p, Proposal { request: None, write: Write::Delete { ns: "n".into(), key: "k".into() } });
+        let new = Proposal::new(Write::Delete { ns: "n".into(), key: "k".into() });
+        let back: Proposal = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 }
