@@ -17,7 +17,9 @@
 //! A subscriber that reconnects passes the last revision it applied as `since`, with the
 //! epoch, and resumes exactly there; when that is too old, of another store (an inMemory
 //! restart, a flushed Redis, another instance's store) or ahead of the store, it gets a fresh
-//! snapshot.
+//! snapshot. A replica answers only once it has applied every committed change, so a
+//! subscriber failing over to one that is catching up is never sent a state behind what it
+//! was already shown (it waits, or is told to go elsewhere).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -103,6 +105,8 @@ async fn pump(
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), CacheError> {
     let wanted: HashSet<&str> = maps.iter().map(String::as_str).collect();
+    // Once per subscription: a replica still catching up must not answer from behind.
+    s.storage.caught_up().await?;
     let mut revisions = s.storage.revisions();
     let mut last = since;
     // A heartbeat interval passed: send one once the store has confirmed we are in step.

@@ -675,8 +675,40 @@ fn a_replica_down_through_12000_changes_rejoins_by_snapshot_and_its_feed_resumes
         }
     });
     println!("{CHANGES} changes through two replicas in {:?}", started.elapsed());
-    // Back: far behind the leader's compacted log, it installs a snapshot.
+    // Where a gateway following the leader now stands.
+    let latest = first_line(feed_url(leader, ""));
+    let latest_rev = latest["revision"].as_u64().unwrap();
+    // Back: far behind the leader's compacted log, it installs a snapshot. Meanwhile a gateway
+    // failing over to it with the revision it has must never be handed a state behind that
+    // revision (it would forget the revocations in between): the replica answers once it has
+    // caught up, or sends the gateway elsewhere.
     g.spawn(&ws, down);
+    let resume = feed_url(down, &format!("&since={latest_rev}&epoch={epoch}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut refused, mut answered) = (0, None);
+    while Instant::now() < deadline && answered.is_none() {
+        match ws.client().get(&resume).timeout(Duration::from_secs(10)).send() {
+            Ok(r) if r.status() == 200 => {
+                use std::io::BufRead;
+                let mut line = String::new();
+                std::io::BufReader::new(r).read_line(&mut line).unwrap();
+                match serde_json::from_str::<Value>(&line) {
+                    // The replica ends the feed with its reason (not in contact, behind).
+                    Ok(v) if v["type"] != "error" => answered = Some(v),
+                    _ => refused += 1,
+                }
+            }
+            _ => refused += 1,
+        }
+    }
+    let first = answered.expect("the rejoining replica serves the feed within 60 s");
+    println!("the rejoining replica answered a resume at revision {latest_rev} after {refused} refusals: {}", first["type"]);
+    assert!(
+        first["revision"].as_u64().is_some_and(|r| r >= latest_rev),
+        "a gateway at revision {latest_rev} resuming on the rejoining replica was sent {} at revision {} ({refused} attempts refused first)",
+        first["type"],
+        first["revision"]
+    );
     g.wait_all_healthy(&ws);
     assert_eventually!(
         Duration::from_secs(60),

@@ -168,6 +168,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Changes (of any namespace) after `revision` of `epoch`, at most `limit` of them; an
     /// empty list is a fresh proof (read from the store now) that nothing happened since.
     async fn since(&self, epoch: &str, revision: u64, limit: usize) -> Result<Since, CacheError>;
+    /// Returns once this instance's own state holds every change committed before the call,
+    /// so that a feed starting here never hands a subscriber a state older than one it was
+    /// already shown elsewhere (a replica that is catching up would otherwise answer an older
+    /// snapshot, and the revocations in between would be forgotten). Immediate for the stores
+    /// that are their own single source.
+    async fn caught_up(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
     /// The latest revision, updated as changes happen (also those made by other caching
     /// service instances sharing the same store).
     fn revisions(&self) -> watch::Receiver<u64>;

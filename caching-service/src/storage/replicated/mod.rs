@@ -359,6 +359,11 @@ impl Storage for Replicated {
         }
         self.r.store.since(epoch, revision, limit).await
     }
+    async fn caught_up(&self) -> Result<(), CacheError> {
+        // A linearizable read's barrier: applied here up to the leader's commit index, which
+        // covers every revision any replica has shown a subscriber.
+        self.read_barrier().await
+    }
     fn revisions(&self) -> watch::Receiver<u64> {
         self.r.store.revisions()
     }
