@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from benchlib import measure, peers, topology
+from benchlib import logout, measure, peers, topology
 from benchlib import report as R
 from benchlib.common import (C_BIG, C_CACHE, C_CLOSE, C_OPEN, C_SMALL, FRESH_TOKENS, OPEN_DUR, PLEXBENCH, PLEXGATE, alternate,
                              distributor_targets, med, open_rate, quiet_wait, request, vals, wait_until)
@@ -271,6 +271,8 @@ def scenario4(run, procs, tmp, ws, tls):
     run.cmd("S4 redis-benchmark", cmd)
     text += "\n\nFor scale, Redis itself (the `redis` back end's server, plain TCP, no TLS): " + ", ".join(
         f"{k} {v['rps']:,.0f} req/s (p99 {v['p99_ms']:.2f} ms)" for k, v in rb.items()) + f" (`{cmd}`)."
+    text += "\n\n" + logout.section(run, procs, tmp, tls, {"durable": (run.files["cache-durable.yaml"], None),
+                                                          "replicated": (run.files["cache-replicated.yaml"], "r1")})
     run.sections[4] = text
     for pr in replicas:
         procs.stop(pr)

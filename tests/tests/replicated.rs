@@ -627,7 +627,7 @@ fn a_hung_leader_or_follower_costs_no_token_check_and_no_logout() {
 }
 
 #[test]
-fn a_replica_down_through_12000_changes_rejoins_by_snapshot_and_its_feed_resumes() {
+fn a_replica_down_through_100000_changes_rejoins_by_snapshot_and_its_feed_resumes() {
     let ws = Workspace::with_certs();
     let mut g = Group::start(&ws, 3, "", "");
     let leader = g.leader(&ws).expect("a leader");
@@ -648,13 +648,12 @@ fn a_replica_down_through_12000_changes_rejoins_by_snapshot_and_its_feed_resumes
     g.procs[down].as_mut().unwrap().kill();
     g.procs[down] = None;
     // Past the leader's snapshot interval (10,000 entries; 1,000 kept in the log), so the
-    // replica cannot catch up from the log: 12,000 changes through the two left, 16 at a time.
-    // (100,000 take about 6 minutes in a debug build, beyond what CI affords.)
-    const CHANGES: usize = 12_000;
+    // replica cannot catch up from the log: 100,000 changes through the two left, 32 at a time.
+    const CHANGES: usize = 100_000;
     let started = Instant::now();
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for w in 0..16 {
+        for w in 0..32 {
             let (ws, g, next) = (&ws, &g, &next);
             s.spawn(move || {
                 let c = ws.client();

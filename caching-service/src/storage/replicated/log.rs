@@ -68,10 +68,10 @@ impl LogStore {
         serde_json::from_slice(v.value()).map(Some).map_err(read_err)
     }
 
-    fn put_state<T: serde::Serialize>(db: &Database, key: &str, value: &T) -> Result<(), StorageError<u64>> {
+    fn put_state<T: serde::Serialize>(db: &Database, key: &str, value: &T, durability: Durability) -> Result<(), StorageError<u64>> {
         let bytes = serde_json::to_vec(value).map_err(io)?;
         let mut txn = db.begin_write().map_err(io)?;
-        txn.set_durability(Durability::Immediate).map_err(io)?;
+        txn.set_durability(durability).map_err(io)?;
         txn.open_table(STATE).map_err(io)?.insert(key, bytes.as_slice()).map_err(io)?;
         txn.commit().map_err(io)
     }
@@ -134,7 +134,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         let vote = *vote;
-        self.run(move |db| LogStore::put_state(db, "vote", &vote)).await
+        self.run(move |db| LogStore::put_state(db, "vote", &vote, Durability::Immediate)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
@@ -142,7 +142,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        self.run(move |db| LogStore::put_state(db, "committed", &committed)).await
+        // Not fsynced: it only saves re-applying after a restart; a committed index lost with
+        // a crash is learnt again from the leader (the entries themselves are durable). An
+        // fsync here would sit in Raft's core loop once per commit.
+        self.run(move |db| LogStore::put_state(db, "committed", &committed, Durability::None)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -186,7 +189,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         self.run(move |db| {
-            LogStore::put_state(db, "purged", &Some(log_id))?;
+            LogStore::put_state(db, "purged", &Some(log_id), Durability::Immediate)?;
             let txn = db.begin_write().map_err(io)?;
             txn.open_table(LOG).map_err(io)?.retain(|i, _| i > log_id.index).map_err(io)?;
             txn.commit().map_err(io)
