@@ -724,3 +724,48 @@ fn a_replica_down_through_100000_changes_rejoins_by_snapshot_and_its_feed_resume
     assert_eq!(now["epoch"], epoch.as_str(), "the group's epoch is the same on the rejoined replica");
     assert_eq!(now["maps"]["invalidTokens"].as_object().unwrap().len(), CHANGES + 1);
 }
+
+#[test]
+fn a_log_of_large_values_is_compacted_by_size_long_before_the_entry_count() {
+    let ws = Workspace::with_certs();
+    let mut g = Group::start(&ws, 3, "", "");
+    let leader = g.leader(&ws).expect("a leader");
+    // 64 values of 700 KiB: about 45 MB of log in 64 entries, far below the 10,000-entry policy
+    // but past the 32 MiB size bound.
+    let value = "v".repeat(700 * 1024);
+    let c = ws.client();
+    for k in 0..64 {
+        let r = c
+            .post(format!("https://127.0.0.1:{}/cachingservice/api/v1/cache", g.ports[leader]))
+            .json(&json!({"key": format!("big{k}"), "value": value}))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "write {k}");
+    }
+    let purged = |i: usize| g.health(&ws, i).and_then(|(_, h)| h["components"]["storage"]["details"]["replica"]["purged"].as_u64());
+    for i in 0..3 {
+        assert_eventually!(
+            Duration::from_secs(60),
+            purged(i).is_some_and(|p| p >= 40),
+            "replica r{} purged its log by size (purged up to {:?})\n{}",
+            i + 1,
+            purged(i),
+            g.logs()
+        );
+    }
+    println!("purged up to index {:?} on the three replicas", (0..3).map(purged).collect::<Vec<_>>());
+    // Nothing was lost to the purge, and a restarted follower recovers from its snapshot.
+    let follower = (leader + 1) % 3;
+    g.procs[follower].as_mut().unwrap().kill();
+    g.procs[follower] = None;
+    g.spawn(&ws, follower);
+    g.wait_all_healthy(&ws);
+    for i in 0..3 {
+        for k in [0, 63] {
+            let r = c.get(format!("https://127.0.0.1:{}/cachingservice/api/v1/cache/big{k}", g.ports[i])).send().unwrap();
+            assert_eq!(r.status(), 200, "big{k} on r{}", i + 1);
+            assert_eq!(r.json::<Value>().unwrap()["value"].as_str().map(str::len), Some(value.len()));
+        }
+    }
+}

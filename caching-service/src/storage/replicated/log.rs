@@ -77,6 +77,18 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// Bytes the log's entries take in its table (for compaction by size).
+    pub async fn stored_bytes(&self) -> Result<u64, StorageError<u64>> {
+        self.run(|db| {
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(LOG).map_err(read_err)?;
+            Ok(redb::ReadableTableMetadata::stats(&table).map_err(read_err)?.stored_bytes())
+        })
+        .await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,

@@ -15,14 +15,16 @@
 //!   [`CONTACT_BOUND`] answers the feed's freshness check with an error, so it sends no
 //!   heartbeats and its gateways' staleness bound runs.
 //!
-//! Rooms: `types` (the log's entries), `log` (log and vote), `state_machine` (apply and
-//! snapshots), `network` and `service` (the peers' channel), `membership` (ids, bootstrap,
-//! reconcile), `join` (a new replica joining a running group), `import` (a durable store).
+//! Rooms: `types` (the log's entries), `log` (log and vote), `compaction` (by size),
+//! `state_machine` (apply and snapshots), `network` and `service` (the peers' channel),
+//! `membership` (ids, bootstrap, reconcile), `join` (a new replica joining a running group),
+//! `import` (a durable store).
 
 // openraft's trait methods return its `StorageError`/`RPCError`, which are large; boxing
 // them is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+mod compaction;
 mod import;
 mod join;
 mod log;
@@ -157,7 +159,7 @@ pub async fn start(config: &Config, limits: Limits) -> Result<(Arc<dyn Storage>,
     }
     .validate()
     .map_err(|e| CacheError::Startup(format!("raft settings: {e}")))?;
-    let raft = Raft::new(id, Arc::new(raft_config), net.clone(), log, StateMachine::new(store.clone()))
+    let raft = Raft::new(id, Arc::new(raft_config), net.clone(), log.clone(), StateMachine::new(store.clone()))
         .await
         .map_err(|e| CacheError::Startup(format!("raft: {e}")))?;
     tracing::info!(instance = %me, id, %cluster, replicas = replicas.len(), "replicated store: replica started");
@@ -173,6 +175,7 @@ pub async fn start(config: &Config, limits: Limits) -> Result<(Arc<dyn Storage>,
         joins: join::Joins::default(),
     });
     tokio::spawn(membership::bootstrap(raft.clone(), id, replicas.clone()));
+    tokio::spawn(compaction::by_size(raft.clone(), log));
     let address = replicas.iter().find(|r| r.1 == id).map(|r| r.2.clone()).unwrap_or_default();
     let me_req = join::JoinRequest { instance: me.clone(), id, address };
     tokio::spawn(join::ask(raft.clone(), r.net.clone(), me_req, replicas.clone()));

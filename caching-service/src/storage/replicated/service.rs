@@ -172,6 +172,8 @@ pub fn status(r: &Replica) -> serde_json::Value {
         "leader": m.current_leader.map(|l| l.to_string()),
         "lastLogIndex": m.last_log_index,
         "committedOrApplied": m.last_applied.map(|l| l.index),
+        "snapshot": m.snapshot.map(|l| l.index),
+        "purged": m.purged.map(|l| l.index),
         "inContact": r.in_contact(),
         "replicas": nodes,
         "voters": m.membership_config.membership().voter_ids().map(|v| v.to_string()).collect::<Vec<_>>(),
