@@ -67,7 +67,10 @@ fn an_explicit_priority_makes_another_host_preferred_and_peers_leave_out_the_own
 fn a_bad_cidr_names_the_path() {
     for bad in ["10.9.0.100", "10.9.0.300/24", "10.9.0.100/40", "127.0.0.5/8"] {
         let m = messages(&two_hosts(&GOOD.replace("10.9.0.100/24", bad), ""), None);
-        assert!(m.iter().any(|m| m.starts_with("components.distributor.virtualAddress.address (line 7") && m.contains(bad)), "{bad}: {m:#?}");
+        assert!(
+            m.iter().any(|m| m.starts_with("components.distributor.virtualAddress.address (line 7") && m.contains(bad)),
+            "{bad}: {m:#?}"
+        );
     }
 }
 
@@ -119,15 +122,17 @@ fn a_password_is_kept_masked_and_needs_whole_second_adverts() {
 
 #[test]
 fn hosts_must_agree_have_distinct_priorities_and_exist() {
-    let text = two_hosts(GOOD, "").replace(
-        "distributor: {enabled: true}}\n  b:",
-        "distributor: {enabled: true, virtualAddress: {virtualRouterId: 52}}}\n  b:",
-    );
+    let text = two_hosts(GOOD, "")
+        .replace("distributor: {enabled: true}}\n  b:", "distributor: {enabled: true, virtualAddress: {virtualRouterId: 52}}}\n  b:");
     let m = messages(&text, None);
     assert!(m.iter().any(|m| m.contains("haInstance a sees another address, virtualRouterId")), "{m:#?}");
-    let text = two_hosts(GOOD, "").replace("distributor: {enabled: true}}\n  b:", "distributor: {enabled: true, virtualAddress: {priority: 240}}}\n  b:");
+    let text = two_hosts(GOOD, "")
+        .replace("distributor: {enabled: true}}\n  b:", "distributor: {enabled: true, virtualAddress: {priority: 240}}}\n  b:");
     let m = messages(&text, None);
-    assert!(m.iter().any(|m| m.starts_with("haInstances.b.components.distributor.virtualAddress") || m.contains("both have priority 240")), "{m:#?}");
+    assert!(
+        m.iter().any(|m| m.starts_with("haInstances.b.components.distributor.virtualAddress") || m.contains("both have priority 240")),
+        "{m:#?}"
+    );
     let text = two_hosts(GOOD, "").replace("distributor: {enabled: true}", "distributor: {}");
     let m = messages(&text, None);
     assert!(m.iter().any(|m| m.contains("needs distributor hosts")), "{m:#?}");
@@ -137,7 +142,8 @@ fn hosts_must_agree_have_distinct_priorities_and_exist() {
 
 #[test]
 fn keepalived_needs_the_admin_listener_and_whole_second_checks() {
-    let text = two_hosts(GOOD, "").replace("  distributor:\n    virtualAddress:", "  distributor:\n    admin: {enabled: false}\n    virtualAddress:");
+    let text = two_hosts(GOOD, "")
+        .replace("  distributor:\n    virtualAddress:", "  distributor:\n    admin: {enabled: false}\n    virtualAddress:");
     let m = messages(&text, None);
     assert!(m.iter().any(|m| m.starts_with("components.distributor.admin.enabled") && m.contains("keepalived")), "{m:#?}");
     let m = messages(&two_hosts(&format!("{GOOD}      check: {{interval: 500ms}}\n"), ""), None);

@@ -199,7 +199,11 @@ async fn listen(host: &str, port: u16, freebind: bool) -> Result<TcpListener, Di
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
     if freebind {
-        let set = if addr.is_ipv4() { rustix::net::sockopt::set_ip_freebind(&socket, true) } else { rustix::net::sockopt::set_ipv6_freebind(&socket, true) };
+        let set = if addr.is_ipv4() {
+            rustix::net::sockopt::set_ip_freebind(&socket, true)
+        } else {
+            rustix::net::sockopt::set_ipv6_freebind(&socket, true)
+        };
         set.map_err(|e| err(e.into()))?;
     }
     socket.bind(addr).map_err(err)?;

@@ -117,7 +117,10 @@ pub fn find_keepalived() -> anyhow::Result<PathBuf> {
         if p.is_file() {
             return Ok(p);
         }
-        bail!("{KEEPALIVED_ENV}={} is no file; keepalived is needed for components.distributor.virtualAddress: install the Debian package `keepalived` (apt-get install keepalived)", p.display());
+        bail!(
+            "{KEEPALIVED_ENV}={} is no file; keepalived is needed for components.distributor.virtualAddress: install the Debian package `keepalived` (apt-get install keepalived)",
+            p.display()
+        );
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(SBIN.iter().map(PathBuf::from));
@@ -127,7 +130,9 @@ pub fn find_keepalived() -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("keepalived is not installed, and components.distributor.virtualAddress needs it to move the address between hosts: install the Debian package `keepalived` (apt-get install keepalived)")
+    bail!(
+        "keepalived is not installed, and components.distributor.virtualAddress needs it to move the address between hosts: install the Debian package `keepalived` (apt-get install keepalived)"
+    )
 }
 
 /// Writes this host's keepalived.conf for `plexgate up`; returns its files.
@@ -181,6 +186,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     // An existing file keeps its mode on open: narrow it too.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).with_context(|| format!("cannot restrict {}", path.display()))?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
     f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -121,7 +121,10 @@ fn plan(config: &Config, arg: &ConfigArg) -> Vec<Spec> {
     };
     let mut specs = Vec::new();
     for i in config.instances.iter().filter(|i| i.caching_service_port.is_some()) {
-        specs.push(Spec::plexgate(format!("caching-service-{}", i.id), with("caching-service", &["--ha-instance".to_owned(), i.id.clone()])));
+        specs.push(Spec::plexgate(
+            format!("caching-service-{}", i.id),
+            with("caching-service", &["--ha-instance".to_owned(), i.id.clone()]),
+        ));
     }
     if config.instances.is_empty() && config.caching_service.enabled {
         specs.push(Spec::plexgate("caching-service".to_owned(), with("caching-service", &[])));

@@ -12,16 +12,31 @@ fn keepalived_config_prints_each_hosts_file() {
     ws.write("zowe.yaml", ZOWE);
     let a = ws.run(&["distributor", "keepalived-config", "-c", "zowe.yaml", "--ha-instance", "a"], "").expect_code(0).stdout();
     let l: Vec<&str> = a.lines().map(str::trim).collect();
-    for want in ["state BACKUP", "nopreempt", "interface eth0", "virtual_router_id 51", "priority 250", "advert_int 1", "10.9.0.12", "auth_pass s3cr3t", "vrrp_version 2", "10.9.0.100/24 dev eth0"] {
+    for want in [
+        "state BACKUP",
+        "nopreempt",
+        "interface eth0",
+        "virtual_router_id 51",
+        "priority 250",
+        "advert_int 1",
+        "10.9.0.12",
+        "auth_pass s3cr3t",
+        "vrrp_version 2",
+        "10.9.0.100/24 dev eth0",
+    ] {
         assert!(l.contains(&want), "missing `{want}`:\n{a}");
     }
     assert!(!l.contains(&"10.9.0.11"), "a's own address is no peer:\n{a}");
     assert!(a.contains("distributor check --admin 127.0.0.1:7570"), "{a}");
-    assert!(a.contains(&format!("--state-file {}", ws.path().canonicalize().unwrap().join("workspace/keepalived/a/state.json").display()))
-        || a.contains("workspace/keepalived/a/state.json"), "{a}");
+    assert!(
+        a.contains(&format!("--state-file {}", ws.path().canonicalize().unwrap().join("workspace/keepalived/a/state.json").display()))
+            || a.contains("workspace/keepalived/a/state.json"),
+        "{a}"
+    );
 
     let out = ws.path().join("b.conf");
-    ws.run(&["distributor", "keepalived-config", "-c", "zowe.yaml", "--ha-instance", "b", "--output", &out.display().to_string()], "").expect_code(0);
+    ws.run(&["distributor", "keepalived-config", "-c", "zowe.yaml", "--ha-instance", "b", "--output", &out.display().to_string()], "")
+        .expect_code(0);
     let b = std::fs::read_to_string(&out).unwrap();
     assert!(b.contains("interface ens3") && b.contains("priority 240") && b.contains("10.9.0.11"), "{b}");
     use std::os::unix::fs::PermissionsExt;
@@ -36,7 +51,11 @@ fn keepalived_config_prints_each_hosts_file() {
 
     let bad = ws.write("bad.yaml", &ZOWE.replace("virtualRouterId: 51", "virtualRouterId: 300"));
     let r = ws.run(&["distributor", "keepalived-config", "-c", &bad.display().to_string(), "--ha-instance", "a"], "").expect_code(2);
-    assert!(r.stderr().contains("components.distributor.virtualAddress.virtualRouterId") && r.stderr().contains("1 to 255"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("components.distributor.virtualAddress.virtualRouterId") && r.stderr().contains("1 to 255"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -48,8 +67,22 @@ fn check_fails_without_a_distributor_and_notify_writes_the_state_file() {
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
     assert!(r.stdout().contains("cannot connect"), "{}", r.stdout());
     let state = ws.path().join("state.json");
-    ws.run(&["distributor", "keepalived-notify", "--ha-instance", "a", "--state-file", &state.display().to_string(), "INSTANCE", "plexgate_vip_51", "MASTER", "250"], "")
-        .expect_code(0);
+    ws.run(
+        &[
+            "distributor",
+            "keepalived-notify",
+            "--ha-instance",
+            "a",
+            "--state-file",
+            &state.display().to_string(),
+            "INSTANCE",
+            "plexgate_vip_51",
+            "MASTER",
+            "250",
+        ],
+        "",
+    )
+    .expect_code(0);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!((v["haInstance"].as_str(), v["state"].as_str(), v["priority"].as_u64()), (Some("a"), Some("MASTER"), Some(250)));
 }

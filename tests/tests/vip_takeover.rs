@@ -86,8 +86,11 @@ impl Drill {
         let mut d = Drill { ws, keepalived, distributors: [None, None], keepaliveds: [None, None], generation: 0, _gateway: gateway, lan };
         for (i, h) in HOSTS.iter().enumerate() {
             let conf = d.ws.path().join(format!("keepalived-{h}.conf"));
-            d.ws.run(&["distributor", "keepalived-config", "-c", "zowe.yaml", "--ha-instance", h, "--output", &conf.display().to_string()], "")
-                .expect_code(0);
+            d.ws.run(
+                &["distributor", "keepalived-config", "-c", "zowe.yaml", "--ha-instance", h, "--output", &conf.display().to_string()],
+                "",
+            )
+            .expect_code(0);
             d.start_distributor(i);
         }
         // The preferred host's keepalived first, so it is the first master either way.
@@ -143,7 +146,11 @@ impl Drill {
         let mut out = String::new();
         for e in std::fs::read_dir(self.ws.path()).expect("workspace").flatten() {
             if e.file_name().to_string_lossy().ends_with(".log") {
-                out.push_str(&format!("--- {}\n{}\n", e.file_name().to_string_lossy(), std::fs::read_to_string(e.path()).unwrap_or_default()));
+                out.push_str(&format!(
+                    "--- {}\n{}\n",
+                    e.file_name().to_string_lossy(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                ));
             }
         }
         out
@@ -168,7 +175,12 @@ struct Takeover {
 fn takeover(d: &mut Drill, p: &Prober, case: &'static str, fault: impl FnOnce(&mut Drill)) -> Takeover {
     assert!(d.lan.holds("a") && !d.lan.holds("b"), "{case}: the address is on a before the fault");
     let before = p.now();
-    assert_eventually!(Duration::from_secs(30), p.healthy_since(before, 10), "{case}: the client is served before the fault: {:?}", p.since(Duration::ZERO).last());
+    assert_eventually!(
+        Duration::from_secs(30),
+        p.healthy_since(before, 10),
+        "{case}: the client is served before the fault: {:?}",
+        p.since(Duration::ZERO).last()
+    );
     let t0 = p.now();
     fault(d);
     assert_eventually!(Duration::from_secs(15), d.lan.holds("b"), "{case}: the address moves to b\n{}", d.logs());
@@ -210,7 +222,12 @@ fn vip_moves_to_the_backup_and_back_with_auto_switch_back() {
     let p = Prober::start(&d.lan.ns("c").path(), &d.ws.path().join("workspace/certificates/ca.pem"), 7554);
     let mut results = Vec::new();
     let back = |d: &mut Drill, case: &str| {
-        assert_eventually!(Duration::from_secs(20), d.lan.holds("a") && !d.lan.holds("b"), "{case}: autoSwitchBack returns the address to a\n{}", d.logs());
+        assert_eventually!(
+            Duration::from_secs(20),
+            d.lan.holds("a") && !d.lan.holds("b"),
+            "{case}: autoSwitchBack returns the address to a\n{}",
+            d.logs()
+        );
     };
 
     results.push(takeover(&mut d, &p, "(a) SIGKILL a's distributor", |d| d.distributors[0].take().expect("a's distributor").kill()));
@@ -252,9 +269,19 @@ fn vip_stays_on_the_backup_without_auto_switch_back() {
     assert_eventually!(Duration::from_secs(10), p.since(settled).len() >= 150, "probing while a is healthy");
     assert!(d.lan.holds("b") && !d.lan.holds("a"), "NOAUTOSWITCHBACK: the address stays on b");
     assert!(p.since(settled).iter().all(|x| x.ok), "no failure while the address stays on b");
-    let status = d.lan.ns("b").command(&plexgate_bin()).args(["status", "-c", "zowe.yaml", "--ha-instance", "b"]).current_dir(d.ws.path()).output().expect("status");
+    let status = d
+        .lan
+        .ns("b")
+        .command(&plexgate_bin())
+        .args(["status", "-c", "zowe.yaml", "--ha-instance", "b"])
+        .current_dir(d.ws.path())
+        .output()
+        .expect("status");
     let (out, err) = (String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
     println!("{out}");
-    assert!(status.status.success() && out.contains("holder: b") && out.contains("b     240"), "status shows b holding the address:\n{out}\n{err}");
+    assert!(
+        status.status.success() && out.contains("holder: b") && out.contains("b     240"),
+        "status shows b holding the address:\n{out}\n{err}"
+    );
     print(&[r]);
 }

@@ -30,7 +30,10 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, v: &VirtualAddress, instances: &[Instance
             1
         }
         None => {
-            ctx.problem(&format!("{P}.virtualRouterId"), "missing; allowed a whole number from 1 to 255, the same on every host sharing the address and unique on its network");
+            ctx.problem(
+                &format!("{P}.virtualRouterId"),
+                "missing; allowed a whole number from 1 to 255, the same on every host sharing the address and unique on its network",
+            );
             1
         }
     };
@@ -68,7 +71,10 @@ fn address(ctx: &mut Ctx<'_>, text: &str) -> (IpAddr, u8) {
     }
     match AddressRange::parse(text) {
         Ok(r) if r.network.is_unspecified() || r.network.is_loopback() || r.network.is_multicast() => {
-            ctx.problem(&at, format!("found `{text}`, allowed a unicast address the clients can reach (not 0.0.0.0, loopback or multicast)"));
+            ctx.problem(
+                &at,
+                format!("found `{text}`, allowed a unicast address the clients can reach (not 0.0.0.0, loopback or multicast)"),
+            );
             (r.network, r.prefix)
         }
         Ok(r) => (r.network, r.prefix),
@@ -88,7 +94,10 @@ fn interface(ctx: &mut Ctx<'_>, name: Option<&str>) -> String {
             String::new()
         }
         Some(n) if n.len() > 15 || n.contains(['/', ' ', '\t', '"']) || n == "." || n == ".." => {
-            ctx.problem(&at, format!("found `{n}`, allowed a network interface name of at most 15 characters without `/`, quotes or spaces"));
+            ctx.problem(
+                &at,
+                format!("found `{n}`, allowed a network interface name of at most 15 characters without `/`, quotes or spaces"),
+            );
             n.to_owned()
         }
         Some(n) => n.to_owned(),
@@ -103,7 +112,10 @@ fn password(ctx: &mut Ctx<'_>, a: &model::Authentication) -> Option<model::Secre
     }
     let Some(password) = &a.password else {
         if a.kind.is_some() {
-            ctx.problem(&format!("{at}.password"), format!("missing; authentication needs a password of 1 to {} characters", model::MAX_PASSWORD_LEN));
+            ctx.problem(
+                &format!("{at}.password"),
+                format!("missing; authentication needs a password of 1 to {} characters", model::MAX_PASSWORD_LEN),
+            );
         }
         return None;
     };
@@ -125,11 +137,17 @@ fn password(ctx: &mut Ctx<'_>, a: &model::Authentication) -> Option<model::Secre
 fn advert_interval(ctx: &mut Ctx<'_>, d: Duration, v2: bool) -> Duration {
     let at = format!("{P}.advertInterval");
     let ms = d.as_millis();
-    if v2 && (ms % 1000 != 0 || !(1_000..=255_000).contains(&ms)) {
-        ctx.problem(&at, format!("found {}, allowed whole seconds from 1s to 255s with authentication (VRRPv2, the version that has a password)", humantime::format_duration(d)));
+    if v2 && (!ms.is_multiple_of(1000) || !(1_000..=255_000).contains(&ms)) {
+        ctx.problem(
+            &at,
+            format!(
+                "found {}, allowed whole seconds from 1s to 255s with authentication (VRRPv2, the version that has a password)",
+                humantime::format_duration(d)
+            ),
+        );
         return Duration::from_secs(1);
     }
-    if !v2 && (ms % 10 != 0 || !(10..=40_950).contains(&ms)) {
+    if !v2 && (!ms.is_multiple_of(10) || !(10..=40_950).contains(&ms)) {
         ctx.problem(&at, format!("found {}, allowed 10ms to 40950ms in steps of 10ms (VRRPv3)", humantime::format_duration(d)));
         return Duration::from_secs(1);
     }
@@ -154,11 +172,16 @@ fn peers(ctx: &mut Ctx<'_>, list: &[String], vip: IpAddr, instances: &[Instance]
     for (i, p) in list.iter().enumerate() {
         match p.trim().parse::<IpAddr>() {
             Ok(ip) if ip.is_ipv4() != vip.is_ipv4() => {
-                ctx.problem(&format!("{P}.unicastPeers.{i}"), format!("found `{p}`, allowed an address of the virtual address's family (IPv{})", if vip.is_ipv4() { 4 } else { 6 }));
+                ctx.problem(
+                    &format!("{P}.unicastPeers.{i}"),
+                    format!("found `{p}`, allowed an address of the virtual address's family (IPv{})", if vip.is_ipv4() { 4 } else { 6 }),
+                );
             }
             Ok(ip) if Some(ip) == own => {}
             Ok(ip) => out.push(ip),
-            Err(_) => ctx.problem(&format!("{P}.unicastPeers.{i}"), format!("found `{p}`, allowed an IP address of another distributor host")),
+            Err(_) => {
+                ctx.problem(&format!("{P}.unicastPeers.{i}"), format!("found `{p}`, allowed an IP address of another distributor host"))
+            }
         }
     }
     out
@@ -177,7 +200,14 @@ fn hosts(ctx: &mut Ctx<'_>, this: &VirtualAddress, instances: &[Instance]) -> Ve
         let (at_shared, at_priority) = (own(""), own(".priority"));
         let v = &y.components.distributor.virtual_address;
         let shared = |v: &VirtualAddress| {
-            (v.address.clone(), v.virtual_router_id, v.advert_interval, v.auto_switch_back, v.authentication.password.clone(), v.authentication.kind.clone())
+            (
+                v.address.clone(),
+                v.virtual_router_id,
+                v.advert_interval,
+                v.auto_switch_back,
+                v.authentication.password.clone(),
+                v.authentication.kind.clone(),
+            )
         };
         if shared(v) != shared(this) {
             ctx.problem(
@@ -195,7 +225,13 @@ fn hosts(ctx: &mut Ctx<'_>, this: &VirtualAddress, instances: &[Instance]) -> Ve
             None => default as u8,
         };
         if let Some(other) = hosts.iter().find(|h: &&VirtualAddressHost| h.priority == priority) {
-            ctx.problem(&at_priority, format!("haInstances {} and {} both have priority {priority}; give every distributor host its own", other.instance, inst.id));
+            ctx.problem(
+                &at_priority,
+                format!(
+                    "haInstances {} and {} both have priority {priority}; give every distributor host its own",
+                    other.instance, inst.id
+                ),
+            );
         }
         hosts.push(VirtualAddressHost { instance: inst.id.clone(), priority });
     }

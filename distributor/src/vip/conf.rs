@@ -80,12 +80,7 @@ pub fn generate(vip: &VirtualAddressConfig, inputs: &Inputs) -> Result<String, D
     o.push_str("}\n\n");
 
     let _ = writeln!(o, "vrrp_script {script} {{");
-    let _ = writeln!(
-        o,
-        "    script \"{plexgate} distributor check --admin {} --timeout {}ms\"",
-        inputs.admin,
-        check_timeout.as_millis()
-    );
+    let _ = writeln!(o, "    script \"{plexgate} distributor check --admin {} --timeout {}ms\"", inputs.admin, check_timeout.as_millis());
     let _ = writeln!(o, "    interval {}", vip.check.interval.as_secs());
     let _ = writeln!(o, "    timeout {}", vip.check.timeout.as_secs());
     let _ = writeln!(o, "    fall {}", vip.check.fall);
@@ -116,11 +111,8 @@ pub fn generate(vip: &VirtualAddressConfig, inputs: &Inputs) -> Result<String, D
     }
     let _ = writeln!(o, "    virtual_ipaddress {{\n        {}/{} dev {}\n    }}", vip.address, vip.prefix, vip.interface);
     let _ = writeln!(o, "    track_script {{\n        {script}\n    }}");
-    let _ = writeln!(
-        o,
-        "    notify \"{plexgate} distributor keepalived-notify --ha-instance {} --state-file {state_file}\"",
-        inputs.instance
-    );
+    let _ =
+        writeln!(o, "    notify \"{plexgate} distributor keepalived-notify --ha-instance {} --state-file {state_file}\"", inputs.instance);
     o.push_str("}\n");
     Ok(o)
 }

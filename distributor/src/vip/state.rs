@@ -53,7 +53,13 @@ mod tests {
     fn state_files_round_trip() {
         let dir = std::env::temp_dir().join(format!("plexgate-vip-state-{}", std::process::id()));
         let path = dir.join("a/state.json");
-        let s = VipState { ha_instance: "a".into(), vrrp_instance: "plexgate_vip_51".into(), state: "MASTER".into(), priority: Some(250), since: 7 };
+        let s = VipState {
+            ha_instance: "a".into(),
+            vrrp_instance: "plexgate_vip_51".into(),
+            state: "MASTER".into(),
+            priority: Some(250),
+            since: 7,
+        };
         write(&path, &s).unwrap();
         assert_eq!(read(&path).unwrap(), s);
         let _ = std::fs::remove_dir_all(dir);
