@@ -33,24 +33,106 @@ pub enum Command {
     CachingService(CachingServiceArgs),
     /// Run the gateway of an instance (login, tokens, revocation honoured by every gateway).
     Gateway(InstanceArgs),
-    /// Run the distributor: the virtual address, spreading TCP connections over the gateways.
+    /// Run the distributor: the virtual address, spreading TCP connections over the gateways;
+    /// or write a distributor host's keepalived.conf (`keepalived-config`).
     ///
-    /// Uses components.distributor of the base configuration (no haInstance): method, targets,
+    /// Uses components.distributor of the base configuration, or of the haInstance named
+    /// (a distributor host sharing components.distributor.virtualAddress): method, targets,
     /// health checks, limits and the admin listener (JSON status, Prometheus metrics).
-    Distributor(ConfigArgs),
-    /// Show the distributor's targets (as NETSTAT VDPT does): role, state, connections, bytes.
+    Distributor(DistributorArgs),
+    /// Show the distributor's targets (as NETSTAT VDPT does): role, state, connections, bytes;
+    /// and, with a virtual address, which host holds it.
     ///
-    /// Asks the running distributor's admin listener (components.distributor.admin).
+    /// Asks the running distributor's admin listener (components.distributor.admin) and reads
+    /// the VRRP state files keepalived's notify command writes under <workspace>/keepalived/.
     Status(StatusArgs),
     /// Run the built-in sample API service (an upstream for demos, tests and benchmarks).
     SampleService(SampleArgs),
     /// Run the whole system from one zowe.yaml: caching service, gateways, sample service and
     /// distributor as supervised child processes (default: the embedded examples/zowe.yaml).
+    ///
+    /// With --ha-instance, only that haInstance's components (one host of a multi-host
+    /// set-up), and keepalived beside its distributor when it shares a virtual address.
     Up {
         /// The configuration.
         #[command(flatten)]
         config: ConfigArg,
+        /// Run only this haInstance's components.
+        #[arg(long, value_name = "ID")]
+        ha_instance: Option<String>,
     },
+}
+
+/// `plexgate distributor`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DistributorArgs {
+    /// Without one: run the distributor.
+    #[command(subcommand)]
+    pub action: Option<DistributorAction>,
+    /// Which view to run.
+    #[command(flatten)]
+    pub run: InstanceArgs,
+}
+
+/// What `plexgate distributor` does besides running.
+#[derive(Debug, Subcommand)]
+pub enum DistributorAction {
+    /// Print (or write) the keepalived.conf of one distributor host of the virtual address
+    /// (components.distributor.virtualAddress): its VRRP instance, the check of the local
+    /// distributor and the notify command recording its state.
+    KeepalivedConfig(KeepalivedConfigArgs),
+    /// Exit 0 only if the local distributor serves (its admin listener's /health is UP: not
+    /// draining, some target not down); keepalived's check of the distributor.
+    Check(CheckArgs),
+    /// Record a VRRP state change in the state file (keepalived's notify command; keepalived
+    /// appends the type, name, state and priority).
+    KeepalivedNotify(NotifyArgs),
+}
+
+/// `plexgate distributor keepalived-config`.
+#[derive(Debug, Args)]
+pub struct KeepalivedConfigArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The distributor host (haInstance) to write the file for.
+    #[arg(long, value_name = "ID")]
+    pub ha_instance: String,
+    /// Write the file here (mode 0600: it may hold the VRRP password) instead of printing it.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// `plexgate distributor check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration (names the admin listener), unless --admin is given.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The haInstance whose distributor to check.
+    #[arg(long, value_name = "ID")]
+    pub ha_instance: Option<String>,
+    /// The admin listener, host:port (instead of reading the configuration).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin: Option<String>,
+    /// Longest wait for the answer.
+    #[arg(long, value_name = "DURATION", default_value = "800ms", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// `plexgate distributor keepalived-notify`.
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The distributor host (haInstance) notified about.
+    #[arg(long, value_name = "ID")]
+    pub ha_instance: String,
+    /// The state file to write.
+    #[arg(long, value_name = "PATH")]
+    pub state_file: PathBuf,
+    /// What keepalived appends: `INSTANCE|GROUP`, the name, `MASTER|BACKUP|FAULT|STOP` and the priority.
+    #[arg(num_args = 3..=4, value_name = "KEEPALIVED_ARGS", allow_hyphen_values = true)]
+    pub keepalived: Vec<String>,
 }
 
 /// A command that only needs the configuration.
@@ -70,6 +152,9 @@ pub struct StatusArgs {
     /// Print the status document as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Ask this haInstance's distributor (a distributor host).
+    #[arg(long, value_name = "ID")]
+    pub ha_instance: Option<String>,
 }
 
 /// `plexgate sample-service`.

@@ -112,6 +112,9 @@ pub struct Instance {
     pub gateway_port: Option<u16>,
     /// Its caching-service port, when its caching service is enabled.
     pub caching_service_port: Option<u16>,
+    /// Whether it is a distributor host (`haInstances.<id>.components.distributor.enabled: true`
+    /// in its view): `plexgate up --ha-instance <id>` runs a distributor there.
+    pub distributor: bool,
 }
 
 /// The gateway of this instance.
@@ -388,6 +391,73 @@ pub struct DistributorConfig {
     pub proxy_protocol: bool,
     /// Client bytes kept until a target's first byte, for a replay on the next target (0: off).
     pub replay_bytes: u32,
+    /// The virtual address shared with the other distributor hosts through keepalived, if any.
+    pub virtual_address: Option<VirtualAddressConfig>,
+}
+
+/// `components.distributor.virtualAddress`, checked: what keepalived.conf is generated from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualAddressConfig {
+    /// The address.
+    pub address: std::net::IpAddr,
+    /// Its prefix length on the interface.
+    pub prefix: u8,
+    /// The interface it is added to on this host.
+    pub interface: String,
+    /// VRRP virtual router id.
+    pub virtual_router_id: u8,
+    /// Interval of VRRP advertisements.
+    #[serde(with = "humantime_serde_compat")]
+    pub advert_interval: Duration,
+    /// The preferred host takes the address back when healthy again (else keepalived `nopreempt`).
+    pub auto_switch_back: bool,
+    /// Unicast VRRP peers (empty: multicast), without this host's own address.
+    pub unicast_peers: Vec<std::net::IpAddr>,
+    /// The VRRP password (`PASS` authentication), if any; never printed.
+    pub password: Option<Secret>,
+    /// How keepalived checks the local distributor.
+    pub check: VirtualAddressCheck,
+    /// Every distributor host sharing the address, in file order.
+    pub hosts: Vec<VirtualAddressHost>,
+}
+
+impl VirtualAddressConfig {
+    /// The host `instance`, if it shares the address.
+    pub fn host(&self, instance: &str) -> Option<&VirtualAddressHost> {
+        self.hosts.iter().find(|h| h.instance == instance)
+    }
+
+    /// The preferred host: the highest priority.
+    pub fn preferred(&self) -> Option<&VirtualAddressHost> {
+        self.hosts.iter().max_by_key(|h| h.priority)
+    }
+}
+
+/// One distributor host of the virtual address.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualAddressHost {
+    /// Its haInstance id.
+    pub instance: String,
+    /// Its keepalived priority (the highest is the preferred host).
+    pub priority: u8,
+}
+
+/// The keepalived check of the local distributor, checked.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualAddressCheck {
+    /// Between checks (whole seconds).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// One check's limit (whole seconds).
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Failures in a row that give the address up.
+    pub fall: u32,
+    /// Successes in a row before the address may be held again.
+    pub rise: u32,
 }
 
 /// `components.distributor.method`.

@@ -14,6 +14,7 @@ pub(crate) mod certs;
 mod distributor;
 mod gateway;
 mod storage;
+mod virtual_address;
 
 /// Collects problems and warnings while one view is checked.
 pub(crate) struct Ctx<'a> {
@@ -231,7 +232,20 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
     } else {
         instances.iter().filter_map(|i| i.caching_service_port.map(|p| format!("https://{}:{p}", i.hostname))).collect()
     };
-    let distributor = distributor::check(ctx, &y.components.distributor, &instances, &first_domain, external_port);
+    let mut distributor = distributor::check(ctx, &y.components.distributor, &instances, &first_domain, external_port);
+    distributor.virtual_address = virtual_address::check(ctx, &y.components.distributor.virtual_address, &instances);
+    if let Some(vip) = &distributor.virtual_address {
+        // The distributor listens on the virtual address itself unless told otherwise.
+        if y.components.distributor.address.is_none() {
+            distributor.address = vip.address.to_string();
+        }
+        if distributor.admin.is_none() {
+            ctx.problem(
+                "components.distributor.admin.enabled",
+                "found false, but keepalived checks the distributor through its admin listener (components.distributor.virtualAddress); enable it",
+            );
+        }
+    }
     let zosmf = zosmf(ctx, y.zosmf.as_ref(), gateway.auth_provider, gateway.enabled);
     let sample = &y.components.sample_service;
     let sample_service_ports = if sample.enabled {
@@ -330,7 +344,8 @@ fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
         if c.enabled && c.storage.mode.eq_ignore_ascii_case("replicated") {
             replicas += 1;
         }
-        out.push(Instance { id: id.clone(), hostname, sysname: inst.sysname.clone(), gateway_port, caching_service_port });
+        let distributor = y.components.distributor.enabled == Some(true);
+        out.push(Instance { id: id.clone(), hostname, sysname: inst.sysname.clone(), gateway_port, caching_service_port, distributor });
     }
     if replicas == 2 {
         ctx.warn(

@@ -1,6 +1,8 @@
 //! The admin listener (plain HTTP, meant for loopback): `GET /status` is the JSON
-//! [`Status`](crate::status::Status), `GET /metrics` the Prometheus text. [`fetch_status`] is
-//! the client side `plexgate status` uses.
+//! [`Status`](crate::status::Status), `GET /metrics` the Prometheus text, `GET /health` whether
+//! this distributor should hold the virtual address (200 `UP`: serving, not draining, some
+//! target not down; else 503 `DRAINING` or `DOWN`). [`fetch_status`] is the client side
+//! `plexgate status` uses, [`fetch_health`] the one keepalived's check runs.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -61,30 +63,66 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             Ok(body) => reply(StatusCode::OK, "application/json", body),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, e.to_string().into_bytes()),
         },
+        "/health" => {
+            let (code, body) = health(shared);
+            reply(code, "application/json", body.to_string().into_bytes())
+        }
         "/metrics" => match &shared.metrics {
             Some(h) => reply(StatusCode::OK, "text/plain; version=0.0.4", h.render().into_bytes()),
             None => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, b"metrics recorder not installed\n".to_vec()),
         },
-        _ => reply(StatusCode::NOT_FOUND, TEXT, b"GET /status or /metrics\n".to_vec()),
+        _ => reply(StatusCode::NOT_FOUND, TEXT, b"GET /status, /health or /metrics\n".to_vec()),
     }
+}
+
+/// Whether this distributor should hold the virtual address, as `/health` answers it.
+fn health(shared: &Shared) -> (StatusCode, serde_json::Value) {
+    let up = shared.targets.iter().filter(|t| t.state() != crate::target::State::Down).count();
+    let (code, status) = if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "DRAINING")
+    } else if up == 0 {
+        // Every gateway is down from here: another host may still reach some.
+        (StatusCode::SERVICE_UNAVAILABLE, "DOWN")
+    } else {
+        (StatusCode::OK, "UP")
+    };
+    (code, serde_json::json!({ "status": status, "targetsNotDown": up, "targets": shared.targets.len() }))
 }
 
 /// `GET /status` from the admin listener at `address` (`host:port`), within `timeout`.
 pub async fn fetch_status(address: &str, timeout: Duration) -> Result<Status, DistributorError> {
     let err = |message: String| DistributorError::Admin { address: address.to_owned(), message };
+    let (status, body) = get(address, "/status", timeout).await?;
+    if status != StatusCode::OK {
+        return Err(err(format!("answered {status}: {}", String::from_utf8_lossy(&body))));
+    }
+    serde_json::from_slice::<Status>(&body).map_err(|e| err(format!("unexpected status document: {e}")))
+}
+
+/// `GET /health` from the admin listener at `address`, within `timeout`: `Ok` with the
+/// answer when the distributor is UP, an error saying why not otherwise.
+pub async fn fetch_health(address: &str, timeout: Duration) -> Result<String, DistributorError> {
+    let (status, body) = get(address, "/health", timeout).await?;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    if status != StatusCode::OK {
+        return Err(DistributorError::Admin { address: address.to_owned(), message: format!("answered {status}: {text}") });
+    }
+    Ok(text)
+}
+
+/// One GET on the admin listener, within `timeout`.
+async fn get(address: &str, path: &str, timeout: Duration) -> Result<(StatusCode, Bytes), DistributorError> {
+    let err = |message: String| DistributorError::Admin { address: address.to_owned(), message };
     let work = async {
         let tcp = TcpStream::connect(address).await.map_err(|e| err(format!("cannot connect: {e} (is the distributor running?)")))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| err(e.to_string()))?;
         let driver = tokio::spawn(conn);
-        let request = Request::get("/status").header(header::HOST, address).body(Empty::<Bytes>::new()).map_err(|e| err(e.to_string()))?;
+        let request = Request::get(path).header(header::HOST, address).body(Empty::<Bytes>::new()).map_err(|e| err(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| err(e.to_string()))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_STATUS_BYTES).collect().await.map_err(|e| err(e.to_string()))?.to_bytes();
         driver.abort();
-        if status != StatusCode::OK {
-            return Err(err(format!("answered {status}: {}", String::from_utf8_lossy(&body))));
-        }
-        serde_json::from_slice::<Status>(&body).map_err(|e| err(format!("unexpected status document: {e}")))
+        Ok((status, body))
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| err(format!("no answer within {} ms", timeout.as_millis())))?
 }

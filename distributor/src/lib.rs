@@ -25,6 +25,7 @@ mod server;
 pub mod splice;
 pub mod status;
 pub mod target;
+pub mod vip;
 
 pub use error::DistributorError;
 pub use server::{Distributor, Shared, method_name};

@@ -98,9 +98,11 @@ impl Distributor {
         let metrics = crate::metrics::install();
         let targets: Vec<Arc<Target>> = config.targets.iter().cloned().map(|t| Arc::new(Target::new(t))).collect();
         crate::resolve::resolve_all(&targets).await;
-        let listener = listen(&config.address, config.port).await?;
+        // A backup host binds the virtual address before keepalived gives it the address.
+        let freebind = config.virtual_address.is_some();
+        let listener = listen(&config.address, config.port, freebind).await?;
         let admin = match &config.admin {
-            Some(a) => Some(listen(&a.address, a.port).await?),
+            Some(a) => Some(listen(&a.address, a.port, false).await?),
             None => None,
         };
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -184,8 +186,9 @@ impl Distributor {
     }
 }
 
-/// A listener on `host:port` with a deep accept queue.
-async fn listen(host: &str, port: u16) -> Result<TcpListener, DistributorError> {
+/// A listener on `host:port` with a deep accept queue; with `freebind` the address need not
+/// be on this host yet (`IP_FREEBIND`): connections arrive once keepalived adds it.
+async fn listen(host: &str, port: u16, freebind: bool) -> Result<TcpListener, DistributorError> {
     let address = format!("{host}:{port}");
     let err = |source| DistributorError::Listen { address: address.clone(), source };
     let addr = tokio::net::lookup_host((host, port))
@@ -195,6 +198,14 @@ async fn listen(host: &str, port: u16) -> Result<TcpListener, DistributorError> 
         .ok_or_else(|| err(std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address")))?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
+    if freebind {
+        let set = if addr.is_ipv4() {
+            rustix::net::sockopt::set_ip_freebind(&socket, true)
+        } else {
+            rustix::net::sockopt::set_ipv6_freebind(&socket, true)
+        };
+        set.map_err(|e| err(e.into()))?;
+    }
     socket.bind(addr).map_err(err)?;
     socket.listen(LISTEN_BACKLOG).map_err(err)
 }

@@ -6,11 +6,11 @@ use anyhow::bail;
 use plexgate_distributor::Distributor;
 
 use super::{load, runtime, stop_signal};
-use crate::cli::ConfigArgs;
+use crate::cli::InstanceArgs;
 
-/// Runs the distributor of the base configuration.
-pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let config = load(&args.config, None)?.config;
+/// Runs the distributor of the base configuration, or of one distributor host.
+pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.config, args.ha_instance.as_deref())?.config;
     if !config.distributor.enabled {
         bail!("the distributor is disabled (components.distributor.enabled: false)");
     }

@@ -4,6 +4,7 @@ mod caching_service;
 mod config;
 mod distributor;
 mod gateway;
+mod keepalived;
 mod sample_service;
 mod status;
 mod up;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use plexgate_config::{ConfigSource, Document, Loaded};
 
-use crate::cli::{Cli, Command, ConfigArg, ConfigCommand, InitCommand, UsersCommand};
+use crate::cli::{Cli, Command, ConfigArg, ConfigCommand, DistributorAction, InitCommand, UsersCommand};
 
 /// The embedded default configuration, used when no file is named.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../examples/zowe.yaml");
@@ -38,10 +39,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             None => caching_service::run(&args.run),
         },
         Command::Gateway(args) => gateway::run(&args),
-        Command::Distributor(args) => distributor::run(&args),
+        Command::Distributor(args) => match &args.action {
+            Some(DistributorAction::KeepalivedConfig(a)) => keepalived::config(a),
+            Some(DistributorAction::Check(a)) => keepalived::check(a),
+            Some(DistributorAction::KeepalivedNotify(a)) => keepalived::notify(a),
+            None => distributor::run(&args.run),
+        },
         Command::Status(args) => status::run(&args),
         Command::SampleService(args) => sample_service::run(&args),
-        Command::Up { config } => up::run(&config),
+        Command::Up { config, ha_instance } => up::run(&config, ha_instance.as_deref()),
     }
 }
 

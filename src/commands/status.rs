@@ -15,7 +15,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Prints the status of the distributor the configuration describes.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = load(&args.config, None)?.config;
+    let config = load(&args.config, args.ha_instance.as_deref())?.config;
+    if !args.json {
+        print!("{}", virtual_address(&config, SystemTime::now()));
+    }
     let Some(admin) = &config.distributor.admin else {
         bail!("the distributor's admin listener is disabled (components.distributor.admin.enabled: false)");
     };
@@ -37,6 +40,37 @@ fn run_at(address: &str, json: bool) -> anyhow::Result<ExitCode> {
         print!("{}", table(&status, SystemTime::now()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which host holds the virtual address, from the state files keepalived's notify command
+/// wrote (every host's, when the workspace is shared): empty without a virtual address.
+pub fn virtual_address(config: &plexgate_config::Config, now: SystemTime) -> String {
+    let Some(vip) = &config.distributor.virtual_address else { return String::new() };
+    let now_ms = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let preferred = vip.preferred().map(|h| h.instance.clone());
+    let mut holders = Vec::new();
+    let mut out = format!(
+        "Virtual address {}/{}  router {}  autoSwitchBack {}\n",
+        vip.address, vip.prefix, vip.virtual_router_id, vip.auto_switch_back
+    );
+    out.push_str("HOST  PRIORITY  ROLE       VRRP STATE\n");
+    for h in &vip.hosts {
+        let role = if Some(&h.instance) == preferred.as_ref() { "preferred" } else { "backup" };
+        let file = plexgate_distributor::vip::Files::new(&config.workspace_directory, &h.instance).state();
+        let state = match plexgate_distributor::vip::state::read(&file) {
+            Ok(s) => {
+                if s.state == "MASTER" {
+                    holders.push(h.instance.clone());
+                }
+                format!("{} since {} ago", s.state, ago(now_ms, s.since))
+            }
+            Err(_) => format!("(no state in {})", file.display()),
+        };
+        out.push_str(&format!("{:<4}  {:<8}  {role:<9}  {state}\n", h.instance, h.priority));
+    }
+    let holder = if holders.is_empty() { "none known".to_owned() } else { holders.join(", ") };
+    out.push_str(&format!("holder: {holder}\n\n"));
+    out
 }
 
 /// The status as text: a header line, then one row per target.

@@ -5,6 +5,10 @@
 //! Children are restarted with back-off when they crash; their log lines are printed with
 //! their name in front; Ctrl-C or SIGTERM stops them in order (distributor first, so no new
 //! connection reaches a gateway that is going away) and waits for every one of them.
+//!
+//! With `--ha-instance ID` only that haInstance's components run (one host of several); on
+//! a distributor host sharing a virtual address, keepalived runs beside the distributor,
+//! started after it and stopped before it (so it hands the address over first).
 
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
@@ -34,17 +38,53 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(35);
 /// One child to run.
 struct Spec {
     name: String,
+    /// The program (default: this plexgate binary).
+    program: Option<std::path::PathBuf>,
     args: Vec<String>,
+    /// For keepalived: what to record when it exits.
+    keepalived: Option<Keepalived>,
 }
 
-/// Runs everything until Ctrl-C or SIGTERM.
-pub fn run(config_arg: &ConfigArg) -> anyhow::Result<ExitCode> {
+/// keepalived beside a distributor host's distributor.
+#[derive(Clone)]
+struct Keepalived {
+    files: plexgate_distributor::vip::Files,
+    instance: String,
+    vip: plexgate_config::VirtualAddressConfig,
+}
+
+/// Runs everything (or one haInstance's components) until Ctrl-C or SIGTERM.
+pub fn run(config_arg: &ConfigArg, instance: Option<&str>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let config = load(config_arg, None)?.config;
+    let config = load(config_arg, instance)?.config;
+    if let (None, Some(vip)) = (instance, &config.distributor.virtual_address) {
+        let hosts: Vec<&str> = vip.hosts.iter().map(|h| h.instance.as_str()).collect();
+        anyhow::bail!(
+            "components.distributor.virtualAddress is shared by the distributor hosts {}: run `plexgate up --ha-instance ID` on each host",
+            hosts.join(", ")
+        );
+    }
     crate::certs::ensure(&config, false)?;
     ensure_demo_user(&config)?;
     write_sample_definition(&config)?;
-    let specs = plan(&config, config_arg);
+    let mut specs = match instance {
+        None => plan(&config, config_arg),
+        Some(id) => plan_instance(&config, config_arg, id),
+    };
+    if let Some(id) = instance
+        && let Some(vip) = &config.distributor.virtual_address
+        && vip.host(id).is_some()
+    {
+        // Before anything starts: a missing keepalived is the operator's to fix.
+        let program = super::keepalived::find_keepalived()?;
+        let files = super::keepalived::prepare(&config, config_arg, id)?;
+        specs.push(Spec {
+            name: "keepalived".to_owned(),
+            program: Some(program),
+            args: super::keepalived::keepalived_args(&files),
+            keepalived: Some(Keepalived { files, instance: id.to_owned(), vip: vip.clone() }),
+        });
+    }
     let exe = std::env::current_exe().context("cannot find the plexgate binary")?;
     runtime()?.block_on(async move {
         let mut supervisors = Vec::new();
@@ -81,28 +121,68 @@ fn plan(config: &Config, arg: &ConfigArg) -> Vec<Spec> {
     };
     let mut specs = Vec::new();
     for i in config.instances.iter().filter(|i| i.caching_service_port.is_some()) {
-        specs.push(Spec {
-            name: format!("caching-service-{}", i.id),
-            args: with("caching-service", &["--ha-instance".to_owned(), i.id.clone()]),
-        });
+        specs.push(Spec::plexgate(
+            format!("caching-service-{}", i.id),
+            with("caching-service", &["--ha-instance".to_owned(), i.id.clone()]),
+        ));
     }
     if config.instances.is_empty() && config.caching_service.enabled {
-        specs.push(Spec { name: "caching-service".to_owned(), args: with("caching-service", &[]) });
+        specs.push(Spec::plexgate("caching-service".to_owned(), with("caching-service", &[])));
     }
     for (n, port) in config.sample_service_ports.iter().enumerate() {
-        specs.push(Spec {
-            name: format!("sample-{}", n + 1),
-            args: with("sample-service", &["--port".to_owned(), port.to_string(), "--id".to_owned(), format!("sample-{}", n + 1)]),
-        });
+        specs.push(Spec::plexgate(
+            format!("sample-{}", n + 1),
+            with("sample-service", &["--port".to_owned(), port.to_string(), "--id".to_owned(), format!("sample-{}", n + 1)]),
+        ));
     }
     for i in config.instances.iter().filter(|i| i.gateway_port.is_some()) {
-        specs.push(Spec { name: format!("gateway-{}", i.id), args: with("gateway", &["--ha-instance".to_owned(), i.id.clone()]) });
+        specs.push(Spec::plexgate(format!("gateway-{}", i.id), with("gateway", &["--ha-instance".to_owned(), i.id.clone()])));
     }
     if config.instances.is_empty() && config.gateway.enabled {
-        specs.push(Spec { name: "gateway".to_owned(), args: with("gateway", &[]) });
+        specs.push(Spec::plexgate("gateway".to_owned(), with("gateway", &[])));
     }
     if config.distributor.enabled {
-        specs.push(Spec { name: "distributor".to_owned(), args: with("distributor", &[]) });
+        specs.push(Spec::plexgate("distributor".to_owned(), with("distributor", &[])));
+    }
+    specs
+}
+
+impl Spec {
+    /// A subcommand of this binary.
+    fn plexgate(name: String, args: Vec<String>) -> Spec {
+        Spec { name, program: None, args, keepalived: None }
+    }
+}
+
+/// What one haInstance runs, in start order: its caching service, the sample service, its
+/// gateway, and its distributor when it is a distributor host.
+fn plan_instance(config: &Config, arg: &ConfigArg, id: &str) -> Vec<Spec> {
+    let args = |sub: &str| {
+        let mut a = vec![sub.to_owned()];
+        if let Some(f) = &arg.file {
+            a.extend(["-c".to_owned(), f.display().to_string()]);
+        }
+        a.extend(["--ha-instance".to_owned(), id.to_owned()]);
+        a
+    };
+    let Some(me) = config.instances.iter().find(|i| i.id == id) else { return Vec::new() };
+    let mut specs = Vec::new();
+    if me.caching_service_port.is_some() {
+        specs.push(Spec::plexgate(format!("caching-service-{id}"), args("caching-service")));
+    }
+    for (n, port) in config.sample_service_ports.iter().enumerate() {
+        let mut a = vec!["sample-service".to_owned()];
+        if let Some(f) = &arg.file {
+            a.extend(["-c".to_owned(), f.display().to_string()]);
+        }
+        a.extend(["--port".to_owned(), port.to_string(), "--id".to_owned(), format!("sample-{}", n + 1)]);
+        specs.push(Spec::plexgate(format!("sample-{}", n + 1), a));
+    }
+    if me.gateway_port.is_some() {
+        specs.push(Spec::plexgate(format!("gateway-{id}"), args("gateway")));
+    }
+    if me.distributor {
+        specs.push(Spec::plexgate(format!("distributor-{id}"), args("distributor")));
     }
     specs
 }
@@ -110,8 +190,14 @@ fn plan(config: &Config, arg: &ConfigArg) -> Vec<Spec> {
 /// Runs one child until `stop`, restarting it with back-off when it exits by itself.
 async fn supervise(exe: std::path::PathBuf, spec: Spec, mut stop: watch::Receiver<bool>) {
     let mut backoff = FIRST_BACKOFF;
+    let program = spec.program.clone().unwrap_or(exe);
+    let stopped = |spec: &Spec| {
+        if let Some(k) = &spec.keepalived {
+            super::keepalived::record_stopped(&k.files, &k.instance, &k.vip);
+        }
+    };
     loop {
-        let mut child = match Command::new(&exe)
+        let mut child = match Command::new(&program)
             .args(&spec.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -129,6 +215,7 @@ async fn supervise(exe: std::path::PathBuf, spec: Spec, mut stop: watch::Receive
         let began = Instant::now();
         tokio::select! {
             status = child.wait() => {
+                stopped(&spec);
                 if *stop.borrow() {
                     return;
                 }
@@ -145,6 +232,7 @@ async fn supervise(exe: std::path::PathBuf, spec: Spec, mut stop: watch::Receive
             }
             _ = stop.changed() => {
                 terminate(&spec.name, &mut child).await;
+                stopped(&spec);
                 return;
             }
         }

@@ -16,6 +16,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod replicated;
+pub mod vip;
 pub mod zosmf;
 pub mod zowe_cli;
 

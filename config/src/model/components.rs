@@ -625,6 +625,8 @@ pub struct Distributor {
     /// Client bytes kept until the target's first byte, replayed on the next target when it
     /// closes or resets the connection before answering (0: no replay).
     pub replay_bytes: i64,
+    /// Our own: the virtual address the distributor hosts share through keepalived.
+    pub virtual_address: super::VirtualAddress,
 }
 
 impl Default for Distributor {
@@ -644,6 +646,7 @@ impl Default for Distributor {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             proxy_protocol: false,
             replay_bytes: DEFAULT_REPLAY_BYTES,
+            virtual_address: super::VirtualAddress::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 mod components;
 mod duration;
 mod secret;
+mod virtual_address;
 mod zowe;
 
 use indexmap::IndexMap;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 pub use components::*;
 pub use duration::Dur;
 pub use secret::Secret;
+pub use virtual_address::*;
 pub use zowe::*;
 
 /// The whole zowe.yaml.

@@ -98,6 +98,7 @@ pub(crate) fn check(
         drain_timeout: d.drain_timeout.0,
         proxy_protocol: d.proxy_protocol,
         replay_bytes: replay_bytes(ctx, d.replay_bytes),
+        virtual_address: None,
     }
 }
 
