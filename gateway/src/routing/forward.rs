@@ -227,7 +227,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
                 } else {
                     instance.succeeded();
                     if let (true, Some(u)) = (service.def.sticky_by_user, user.as_deref()) {
-                        g.sticky.served(&service.def.service_id, u, &instance.id).await;
+                        g.sticky.served(&service.def.service_id, u, &instance.id);
                     }
                 }
                 return Ok(downstream(resp, idle));
