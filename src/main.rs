@@ -9,6 +9,7 @@
 mod certs;
 mod cli;
 mod commands;
+mod limits;
 
 use std::process::ExitCode;
 
