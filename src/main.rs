@@ -10,6 +10,7 @@ mod certs;
 mod cli;
 mod commands;
 mod limits;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -30,7 +31,9 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = cli::Cli::parse();
     init_logging();
-    match commands::run(cli) {
+    let result = commands::run(cli);
+    logging::flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             // Configuration problems are the operator's to fix: print them plainly, exit 2.
@@ -50,6 +53,6 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(logging::output())
         .init();
 }

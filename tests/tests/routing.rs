@@ -407,9 +407,11 @@ fn every_routed_request_has_an_id_an_access_log_line_and_metrics_per_service_and
     let r = c.http.get(c.url(0, "/sample/no-such-route")).send().unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-request-id"));
-    // One access-log line per request with who, where, what and how long.
-    let line = c.gateways[0].as_ref().unwrap().logs().lines().find(|l| l.contains("id=trace-42.a:b")).map(str::to_owned);
-    let line = line.expect("the access log line of the request");
+    // One access-log line per request with who, where, what and how long (written in
+    // batches, within 100 ms).
+    let find = || c.gateways[0].as_ref().unwrap().logs().lines().find(|l| l.contains("id=trace-42.a:b")).map(str::to_owned);
+    assert_eventually!(Duration::from_secs(5), find().is_some(), "the access log line of the request");
+    let line = find().expect("the access log line of the request");
     let instance = format!("instance=\"127.0.0.1:sample:{}\"", a.port);
     for field in [
         "plexgate::access",
