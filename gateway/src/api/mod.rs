@@ -70,11 +70,21 @@ async fn close_while_draining(State(g): State<Arc<Gateway>>, req: Request, next:
 
 /// Counts and times every request by route pattern and status.
 async fn observe(req: Request, next: Next) -> Response {
-    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let start = Instant::now();
     let resp = next.run(req).await;
-    metrics::counter!(m::REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
-    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+    let status = resp.status().as_u16();
+    match endpoint {
+        Some(endpoint) => {
+            metrics::counter!(m::REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => status.to_string()).increment(1);
+            metrics::histogram!(m::REQUEST_DURATION_SECONDS, "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+        }
+        // Routed requests, the hot path: kept handles.
+        None => {
+            m::handles::UNMATCHED_REQUESTS.increment(status);
+            m::handles::UNMATCHED_DURATION.record(start.elapsed().as_secs_f64());
+        }
+    }
     resp
 }
 
