@@ -222,7 +222,7 @@ def main():
             rows = env.checks()
             for r in rows:
                 log(f"check {r[0]}: expected {r[1]}, got {r[2]} {r[3]}")
-            workers_seen = ", ".join(f"{n} {tokio_workers(p.pid)}" for n, p in env.pg.items() if not n.startswith("haproxy"))
+            workers_seen = ", ".join(f"{n} {tokio_workers(p.pid)}" for n, p in env.pg.items() if not n.startswith(("haproxy", "bare")))
             for n in ("haproxy-l4", "haproxy-l7"):
                 pid = env.pg[n].pid
                 workers_seen += f"; {n} {len(os.listdir(f'/proc/{pid}/task'))} threads"
