@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::Extension;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use plexgate_cache_client::{CacheClient, ClientOptions};
 use plexgate_config::{AuthProvider as ProviderKind, Config, tls};
 use tokio::net::{TcpListener, TcpSocket};
@@ -217,6 +216,7 @@ impl GatewayServer {
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let app = self.app.clone();
+            let state = self.state.clone();
             let watcher = graceful.watcher();
             let proxy_protocol = self.proxy_protocol;
             tokio::spawn(async move {
@@ -240,11 +240,23 @@ impl GatewayServer {
                     }
                     Err(_) => return,
                 };
-                let service = TowerToHyperService::new(
-                    app.layer(Extension(ClientAddr(client.ip())))
-                        .layer(Extension(client_cert(&tls)))
-                        .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
-                );
+                let (addr, cert) = (ClientAddr(client.ip()), client_cert(&tls));
+                let own = app.layer(Extension(addr)).layer(Extension(cert.clone()));
+                // Routed requests skip the router (the hot path); the gateway's own endpoints use it.
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    let own = crate::api::is_own(req.uri().path()).then(|| own.clone());
+                    let (state, cert) = (state.clone(), cert.clone());
+                    async move {
+                        match own {
+                            Some(own) => own.oneshot(req).await,
+                            None => {
+                                req.extensions_mut().insert(cert);
+                                Ok(crate::api::routed(state, addr, req).await)
+                            }
+                        }
+                    }
+                });
                 let builder = http_builder();
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
