@@ -10,6 +10,7 @@ One run, no alternation or waiting for a quiet machine: for finding costs, not f
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main():
         print(f"gateway with token: {d['rps']:,.0f} req/s, p99 {d['p99_ms']:.2f} ms{cpu}, {d['errors']} errors, {d['non2xx']} non-2xx")
     finally:
         procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
