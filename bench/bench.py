@@ -10,7 +10,8 @@ Environment: BENCH_ROUNDS (3), BENCH_DURATION (seconds per closed-loop run, 6),
 BENCH_OPEN_DURATION (seconds per fixed-rate run, 5), BENCH_ONLY (e.g. "1,4": run only those
 scenarios; the report then goes to the temporary directory, not docs/), BENCH_KEEP=1 (keep the
 temporary directory), BENCH_MAX_WAIT (seconds to wait for other cargo/rustc jobs before each
-measurement, 1800).
+measurement, 1800), BENCH_NOSCRAPE_REQUESTS (scenario 6a, 2000000), BENCH_MANY_CLIENTS
+(scenario 6b, "1000,10000").
 """
 
 import datetime
@@ -29,6 +30,7 @@ from benchlib import report as R
 from benchlib.common import (C_CACHE, C_OPEN, DUR, FRESH_TOKENS, FULL, ONLY, OPEN_DUR, PLEXBENCH, PLEXGATE, ROOT, ROUNDS,
                              BUSY_LIMIT, FOREIGN_LIMIT, OPEN_SHARE, WARMUP, Run, log, tokio_workers)
 from benchlib.procs import Procs
+from benchlib.clients import scenario6
 from benchlib.scenarios import scenario1, scenario2, scenario3, scenario4
 from benchlib.setup import Env
 from benchlib.startup import scenario5
@@ -88,7 +90,7 @@ def write_report(run, m, started, path, workers_seen):
         if unit == "x":
             value, goal = R.fmt_ratio(r), "-" if target is None else f">= {target}x"
         else:
-            value, goal = ("n/a" if r is None else f"{r:.1f} {unit}"), "-" if target is None else f"< {target} {unit}"
+            value, goal = ("n/a" if r is None else f"{r:.1f} {unit}"), "-" if target is None else f"<= {target} {unit}"
         rows.append((what, value, goal, "-" if target is None else R.verdict(r, target, higher)))
     L.append(R.table(["plexgate vs peer", "plexgate/peer (median), or value", "target", ""], rows) + "\n")
     if run.problems or run.contended:
@@ -149,6 +151,8 @@ def write_report(run, m, started, path, workers_seen):
               "3mem": "3b. Memory of both chains under 1000 concurrent connections",
               4: "4. Caching service (mutual TLS) vs a bare hyper + rustls server answering the same JSON from memory",
               5: "5. `plexgate up`: memory of each process and time to the first login",
+              "6a": "6a. Gateway memory over many requests with nobody scraping its metrics",
+              "6b": "6b. Many concurrent keep-alive clients through the whole path",
               "logs": "Logs"}
     for k, title in titles.items():
         if k in run.sections:
@@ -169,10 +173,26 @@ def write_report(run, m, started, path, workers_seen):
     log(f"report written to {path}")
 
 
+def raise_open_files(want=1 << 17):
+    """10,000 clients need about 20,000 descriptors in the distributor and in the gateway (each
+    client connection has its upstream one) and more in wrk: raise the limit every process
+    inherits, the hard one too when allowed (root), else the soft one to the hard."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limits in ((max(want, hard), max(want, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            break
+        except (ValueError, OSError):
+            continue
+    log(f"open-files limit {soft}/{hard} -> {'/'.join(map(str, resource.getrlimit(resource.RLIMIT_NOFILE)))}")
+
+
 def main():
     for tool in (PLEXGATE, PLEXBENCH):
         if not os.access(tool, os.X_OK):
             sys.exit(f"{tool} is missing: run bench/run (it builds it)")
+    raise_open_files()
     tmp = tempfile.mkdtemp(prefix="plexgate-bench.")
     os.chmod(tmp, 0o755)
     run = Run(tmp)
@@ -195,18 +215,19 @@ def main():
         env = Env(run, procs)
         env.start_nginx()
         env.prepare_plexgate()
-        if ONLY & {1, 2, 3}:
+        if ONLY & {1, 2, 3, 6}:
             env.start_haproxy()
             env.start_plexgate()
             env.mint_tokens()
             rows = env.checks()
             for r in rows:
                 log(f"check {r[0]}: expected {r[1]}, got {r[2]} {r[3]}")
-            workers_seen = ", ".join(f"{n} {tokio_workers(p.pid)}" for n, p in env.pg.items() if not n.startswith("haproxy"))
+            workers_seen = ", ".join(f"{n} {tokio_workers(p.pid)}" for n, p in env.pg.items() if not n.startswith(("haproxy", "bare")))
             for n in ("haproxy-l4", "haproxy-l7"):
                 pid = env.pg[n].pid
                 workers_seen += f"; {n} {len(os.listdir(f'/proc/{pid}/task'))} threads"
-        steps = [(1, lambda: scenario1(run, env)), (2, lambda: scenario2(run, env)), (3, lambda: scenario3(run, env))]
+        steps = [(1, lambda: scenario1(run, env)), (2, lambda: scenario2(run, env)), (3, lambda: scenario3(run, env)),
+                 (6, lambda: scenario6(run, env))]
         for n, fn in steps:
             if n in ONLY:
                 try:

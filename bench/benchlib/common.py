@@ -16,8 +16,8 @@ PLEXBENCH = os.path.join(ROOT, "bench", "tools", "target", "release", "plexbench
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DUR = int(os.environ.get("BENCH_DURATION", "6"))
 OPEN_DUR = int(os.environ.get("BENCH_OPEN_DURATION", "5"))
-ONLY = {int(x) for x in os.environ.get("BENCH_ONLY", "1,2,3,4,5").split(",") if x.strip()}
-FULL = ONLY == {1, 2, 3, 4, 5}
+ONLY = {int(x) for x in os.environ.get("BENCH_ONLY", "1,2,3,4,5,6").split(",") if x.strip()}
+FULL = ONLY == {1, 2, 3, 4, 5, 6}
 MAX_WAIT = int(os.environ.get("BENCH_MAX_WAIT", "1800"))
 WARMUP = 1
 # CPU use (all CPUs) above which someone else is using the machine.

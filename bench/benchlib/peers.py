@@ -5,7 +5,13 @@ HAProxy runs as two processes, like plexgate's distributor and gateway: `l4` (mo
 gateway's RS256 key). Both with `nbthread 2`, the number of tokio workers plexgate runs here.
 """
 
+import resource
+
 SMALL_BODY = "hello from nginx\n"
+# HAProxy's connection limit: 20,000 (the many-clients scenario opens 10,000), or what the
+# open-files limit allows (HAProxy refuses to start when it cannot have 2 descriptors each).
+def maxconn():
+    return max(1000, min(20000, (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 100) // 2))
 BIG_PATH = "/api/v1/big/1m.bin"
 SMALL_PATH = "/api/v1/small"
 
@@ -42,14 +48,14 @@ def haproxy_l4(tmp, fe_nginx, fe_chain, nginx_port, l7_jwt_port):
     return f"""# HAProxy mode tcp: the peer of plexgate's distributor.
 global
   nbthread 2
-  maxconn 8000
+  maxconn {maxconn()}
   pidfile {tmp}/haproxy-l4.pid
 defaults
   mode tcp
   timeout connect 5s
   timeout client 300s
   timeout server 300s
-  maxconn 8000
+  maxconn {maxconn()}
 # scenario 1: straight to nginx
 frontend l4_nginx
   bind 127.0.0.1:{fe_nginx}
@@ -69,7 +75,7 @@ def haproxy_l7(tmp, pem, pubkey, fe_open, fe_jwt, nginx_port):
     return f"""# HAProxy mode http with TLS (the gateway's certificate): the peer of plexgate's gateway.
 global
   nbthread 2
-  maxconn 8000
+  maxconn {maxconn()}
   pidfile {tmp}/haproxy-l7.pid
   ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
@@ -79,7 +85,7 @@ defaults
   timeout client 300s
   timeout server 300s
   timeout http-keep-alive 300s
-  maxconn 8000
+  maxconn {maxconn()}
 # scenario 2a: routed GET, no authentication
 frontend l7_open
   bind 127.0.0.1:{fe_open} ssl crt {pem} alpn h2,http/1.1

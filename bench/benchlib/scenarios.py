@@ -72,7 +72,8 @@ def scenario2(run, env):
 
     a = alternate(run, "S2a routed GET, no auth", [
         ("gateway", w(p["gw1"], "/nginxopen" + small)), ("HAProxy http", w(p["hap_open"], small)),
-        ("gateway, PLEXGATE_LOG=warn", w(p["gw3"], "/nginxopen" + small))])
+        ("gateway, PLEXGATE_LOG=warn", w(p["gw3"], "/nginxopen" + small)),
+        ("bare thread-per-core proxy", w(p["bare_proxy"], small))])
     b = alternate(run, "S2b routed GET, RS256 token", [
         ("gateway", w(p["gw1"], "/nginxjwt" + small, (bearer,))), ("HAProxy jwt_verify", w(p["hap_jwt"], small, (bearer,)))])
     c = alternate(run, f"S2c fresh token per request ({FRESH_TOKENS} tokens)", [
@@ -97,6 +98,10 @@ def scenario2(run, env):
     row(f"(a) no auth, req/s (wrk -c{C_SMALL}, HTTPS keep-alive)", a, "gateway", "HAProxy http", "rps")
     row("(a) p99 latency, closed loop", a, "gateway", "HAProxy http", "p99_ms", "ms")
     row("(a) no auth, access log off: gateway lpar3 with PLEXGATE_LOG=warn, req/s", a, "gateway, PLEXGATE_LOG=warn", "HAProxy http", "rps")
+    r_bound = row("(a) no auth vs the bare thread-per-core hyper proxy (bench/tools proxy.rs), req/s", a, "gateway",
+                  "bare thread-per-core proxy", "rps")
+    row("(a) the bare thread-per-core proxy vs HAProxy http, req/s", a, "bare thread-per-core proxy", "HAProxy http", "rps")
+    run.headline.append(("Gateway without auth vs the bare thread-per-core hyper proxy", r_bound, 0.8, True))
     row(f"(a) p50 latency at a fixed {ra:,} req/s", oa, "gateway", "HAProxy http", "p50_ms", "ms")
     row(f"(a) p99 latency at a fixed {ra:,} req/s", oa, "gateway", "HAProxy http", "p99_ms", "ms")
     r_jwt = row("(b) RS256 token, req/s (gateway: verified-token cache on)", b, "gateway", "HAProxy jwt_verify", "rps")

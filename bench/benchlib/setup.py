@@ -7,7 +7,7 @@ import threading
 import time
 
 from benchlib import measure, peers, topology
-from benchlib.common import FRESH_TOKENS, PASSWORD, PLEXGATE, USER, Tls, login, request, wait_until
+from benchlib.common import FRESH_TOKENS, PASSWORD, PLEXBENCH, PLEXGATE, USER, Tls, login, request, wait_until
 from benchlib.procs import free_port
 
 
@@ -95,6 +95,13 @@ class Env:
         self.procs.wait_port(h7, self.p["hap_jwt"])
         self.procs.wait_port(h4, self.p["hap_l4_chain"])
         self.pg["haproxy-l4"], self.pg["haproxy-l7"] = h4, h7
+        # The thread-per-core bare hyper proxy: the bound of the gateway's runtime shape (issue 14).
+        self.p["bare_proxy"] = free_port()
+        bp = self.procs.start("bare-proxy", [PLEXBENCH, "proxy", "--port", str(self.p["bare_proxy"]), "--cert", self.tls.server_pem,
+                                             "--key", self.tls.server_key, "--upstream", f"127.0.0.1:{self.p['nginx']}"])
+        self.procs.wait_port(bp, self.p["bare_proxy"])
+        self.run.cmd("bare thread-per-core proxy", " ".join(bp.args))
+        self.pg["bare-proxy"] = bp
 
     def start_plexgate(self):
         env = dict(os.environ)

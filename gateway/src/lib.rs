@@ -24,4 +24,4 @@ pub mod state;
 pub mod tokens;
 
 pub use error::GatewayError;
-pub use server::GatewayServer;
+pub use server::{GatewayServer, LISTEN_BACKLOG};

@@ -31,7 +31,7 @@ use serde_json::json;
 use sha2::{Digest, Sha512};
 
 use crate::error::GatewayError;
-use crate::tokens::{Claims, Kind, VerifiedCache};
+use crate::tokens::{Claims, Kind, Verified, VerifiedCache};
 
 /// Map of revoked tokens: hash(token) -> `{"tokenValue","issuedAt","expiresAt"}`.
 pub const INVALID_TOKENS: &str = "invalidTokens";
@@ -72,11 +72,17 @@ impl Rule {
 /// What one decision reads: present keys and their values.
 trait Lookup {
     fn get(&self, map: &str, key: &str) -> Option<String>;
+    fn contains(&self, map: &str, key: &str) -> bool {
+        self.get(map, key).is_some()
+    }
 }
 
 impl Lookup for MapView {
     fn get(&self, map: &str, key: &str) -> Option<String> {
         MapView::get(self, map, key)
+    }
+    fn contains(&self, map: &str, key: &str) -> bool {
+        MapView::contains(self, map, key)
     }
 }
 
@@ -218,6 +224,11 @@ impl Revocations {
         Ok(salt)
     }
 
+    /// The key of a user's or a scope's rule: [`Revocations::hash`] of the lower-cased id.
+    pub fn rule_key(salt: &str, id: &str) -> String {
+        Self::hash(salt, &id.to_lowercase())
+    }
+
     /// The stored id of a token, user or service: hex SHA-512(salt || value).
     pub fn hash(salt: &str, value: &str) -> String {
         let mut h = Sha512::new();
@@ -228,10 +239,10 @@ impl Revocations {
 
     /// `Err(InvalidToken)` when the token (by its hash) or a rule revokes it; `Err(NotReady)`
     /// when revocation state cannot be known.
-    pub async fn check(&self, token_hash: &str, claims: &Claims, kind: Kind, salt: &str) -> Result<bool, GatewayError> {
+    pub async fn check(&self, token_hash: &str, verified: &Verified, kind: Kind, salt: &str) -> Result<bool, GatewayError> {
         let fresh = self.view.is_loaded() && self.view.staleness().is_some_and(|age| age <= self.staleness_bound);
         if fresh {
-            return Ok(revoked(&self.view, token_hash, claims, kind, salt));
+            return Ok(revoked(&self.view, token_hash, verified, kind, salt));
         }
         // The feed is down past the bound: ask the caching service itself.
         let maps = self.client.maps().await.map_err(|e| {
@@ -239,7 +250,7 @@ impl Revocations {
                 "revocation state unknown: the change feed is down and the caching service does not answer ({e})"
             ))
         })?;
-        Ok(revoked(&maps, token_hash, claims, kind, salt))
+        Ok(revoked(&maps, token_hash, verified, kind, salt))
     }
 
     /// Revokes one token.
@@ -289,19 +300,17 @@ impl Revocations {
 }
 
 /// The decision itself, on any state.
-fn revoked(state: &impl Lookup, token_hash: &str, claims: &Claims, kind: Kind, salt: &str) -> bool {
-    if state.get(INVALID_TOKENS, token_hash).is_some() {
+fn revoked(state: &impl Lookup, token_hash: &str, verified: &Verified, kind: Kind, salt: &str) -> bool {
+    if state.contains(INVALID_TOKENS, token_hash) {
         return true;
     }
+    let claims = &verified.claims;
     let issued_ms = claims.iat.saturating_mul(1000);
-    let rule_covers = |map: &str, id: &str| {
-        state
-            .get(map, &Revocations::hash(salt, &id.to_lowercase()))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|at| issued_ms <= at)
-    };
-    if rule_covers(INVALID_USERS, &claims.sub) {
+    let rule_covers =
+        |map: &str, key: &str| state.get(map, key).and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|at| issued_ms <= at);
+    // The user's key comes with the token (made under the same salt as `token_hash`).
+    if rule_covers(INVALID_USERS, &verified.user_hash) {
         return true;
     }
-    kind == Kind::Pat && claims.scopes.iter().flatten().any(|s| rule_covers(INVALID_SCOPES, s))
+    kind == Kind::Pat && claims.scopes.iter().flatten().any(|s| rule_covers(INVALID_SCOPES, &Revocations::rule_key(salt, s)))
 }

@@ -12,10 +12,9 @@ use std::time::Duration;
 use axum::Extension;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use plexgate_cache_client::{CacheClient, ClientOptions};
 use plexgate_config::{AuthProvider as ProviderKind, Config, tls};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -24,6 +23,11 @@ use crate::error::GatewayError;
 use crate::revocation::Revocations;
 use crate::state::{ClientAddr, ClientCert, Gateway};
 use crate::tokens::{Keys, TokenService, VerifiedCache};
+
+/// Accept-queue depth of the gateway's listener: thousands of clients connecting at once (a
+/// distributor failover, a load test) overflowed tokio's default of 1024 and the kernel's
+/// old default of 128 (connect errors at 1,000 clients); the kernel caps it at somaxconn.
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A TLS handshake slower than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,9 +144,8 @@ impl GatewayServer {
         });
         let server_config = tls::server_config(&g.certificates, config.tls, client_verifier(&g.certificates)?, &[b"h2", b"http/1.1"])
             .map_err(|e| setup("TLS", e.to_string()))?;
-        let listener = TcpListener::bind((g.host.as_str(), g.port))
-            .await
-            .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
+        let listener =
+            listen(&g.host, g.port).await.map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
         tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), provider = state.provider.name(), "gateway listening");
         let admin = match &g.admin {
             Some(a) => {
@@ -213,6 +216,7 @@ impl GatewayServer {
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let app = self.app.clone();
+            let state = self.state.clone();
             let watcher = graceful.watcher();
             let proxy_protocol = self.proxy_protocol;
             tokio::spawn(async move {
@@ -236,11 +240,23 @@ impl GatewayServer {
                     }
                     Err(_) => return,
                 };
-                let service = TowerToHyperService::new(
-                    app.layer(Extension(ClientAddr(client.ip())))
-                        .layer(Extension(client_cert(&tls)))
-                        .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
-                );
+                let (addr, cert) = (ClientAddr(client.ip()), client_cert(&tls));
+                let own = app.layer(Extension(addr)).layer(Extension(cert.clone()));
+                // Routed requests skip the router (the hot path); the gateway's own endpoints use it.
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    let own = crate::api::is_own(req.uri().path()).then(|| own.clone());
+                    let (state, cert) = (state.clone(), cert.clone());
+                    async move {
+                        match own {
+                            Some(own) => own.oneshot(req).await,
+                            None => {
+                                req.extensions_mut().insert(cert);
+                                Ok(crate::api::routed(state, addr, req).await)
+                            }
+                        }
+                    }
+                });
                 let builder = http_builder();
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -265,4 +281,16 @@ impl GatewayServer {
         }
         Ok(())
     }
+}
+
+/// A listener on `host:port` (its first address) with a [`LISTEN_BACKLOG`]-deep accept queue.
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address"))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -13,7 +13,7 @@ use crate::auth::{AuthFailure, AuthProvider, LoginLimiter};
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::revocation::Revocations;
-use crate::tokens::{Claims, Kind, Rejection, TokenService, VerifiedCache};
+use crate::tokens::{Claims, Kind, Rejection, TokenService, Verified, VerifiedCache};
 
 /// Cookie carrying a login token.
 pub const AUTH_COOKIE: &str = "apimlAuthenticationToken";
@@ -83,32 +83,37 @@ impl Gateway {
         }
         // Signature first: a forged or expired token is a 401 even while revocation state is unknown.
         let cached_salt = self.revocations.salt_if_known();
-        let (claims, hash, salt, cached) = match cached_salt {
+        let (verified, hash, salt, cached) = match cached_salt {
             Some(salt) => {
                 let hash = Revocations::hash(&salt, token);
                 match self.cache.get(&hash, kind) {
-                    Some(c) => {
-                        metrics::counter!(m::TOKEN_VERIFICATIONS_TOTAL, "result" => "cache_hit").increment(1);
-                        (c, hash, salt, true)
+                    Some(v) => {
+                        m::handles::TOKEN_CACHE_HIT.increment(1);
+                        (v, hash, salt, true)
                     }
                     None => {
-                        metrics::counter!(m::TOKEN_VERIFICATIONS_TOTAL, "result" => "verified").increment(1);
-                        (self.tokens.verify(token, kind).map_err(reject)?, hash, salt, false)
+                        m::handles::TOKEN_VERIFIED.increment(1);
+                        let claims = self.tokens.verify(token, kind).map_err(reject)?;
+                        (Verified { user_hash: Revocations::rule_key(&salt, &claims.sub), claims }, hash, salt, false)
                     }
                 }
             }
             None => {
                 let claims = self.tokens.verify(token, kind).map_err(reject)?;
                 let salt = self.revocations.salt().await?;
-                (claims, Revocations::hash(&salt, token), salt, false)
+                (Verified { user_hash: Revocations::rule_key(&salt, &claims.sub), claims }, Revocations::hash(&salt, token), salt, false)
             }
         };
-        if self.revocations.check(&hash, &claims, kind, &salt).await? {
+        if self.revocations.check(&hash, &verified, kind, &salt).await? {
             return Err(GatewayError::InvalidToken(path.to_owned()));
         }
-        if !cached {
-            self.cache.insert(hash.clone(), kind, claims.clone());
-        }
+        let claims = if cached {
+            verified.claims
+        } else {
+            let claims = verified.claims.clone();
+            self.cache.insert(hash.clone(), kind, verified);
+            claims
+        };
         Ok((claims, hash))
     }
 

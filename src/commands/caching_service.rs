@@ -19,6 +19,7 @@ pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
             config.ha_instance.as_deref().unwrap_or("this configuration")
         );
     }
+    crate::limits::raise_open_files("caching-service");
     runtime()?.block_on(async {
         let service = CachingService::bind(&config).await?;
         service.serve(stop_signal()).await?;

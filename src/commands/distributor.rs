@@ -14,9 +14,7 @@ pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     if !config.distributor.enabled {
         bail!("the distributor is disabled (components.distributor.enabled: false)");
     }
-    // Two sockets per forwarded connection: the default soft limit would cap it early.
-    let open_files = plexgate_distributor::limits::raise_open_files();
-    tracing::info!(open_files = ?open_files, "open-files limit");
+    crate::limits::raise_open_files("distributor");
     runtime()?.block_on(async {
         let distributor = Distributor::bind(&config).await?;
         distributor.serve(stop_signal()).await?;

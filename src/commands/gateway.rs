@@ -17,6 +17,7 @@ pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
             config.ha_instance.as_deref().unwrap_or("this configuration")
         );
     }
+    crate::limits::raise_open_files("gateway");
     runtime()?.block_on(async {
         let server = GatewayServer::bind(&config).await?;
         server.serve(stop_signal()).await?;

@@ -64,8 +64,13 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<ExitCode> {
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
     };
     let port = args.port;
+    crate::limits::raise_open_files("sample-service");
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        // A deep accept queue, as the gateway's: the bench opens thousands of connections at once.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind((std::net::Ipv4Addr::LOCALHOST, port).into())?;
+        let listener = socket.listen(plexgate_gateway::LISTEN_BACKLOG)?;
         tracing::info!(port, id = %id, tls = tls.is_some(), "sample service listening");
         let stop = stop_signal();
         tokio::pin!(stop);

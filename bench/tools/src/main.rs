@@ -12,8 +12,11 @@
 //!   that answers the caching service's `GET /cache/{key}` and `POST /cache-list/{map}` /
 //!   `POST /cache` from a HashMap, with mutual TLS like the caching service. It is the upper
 //!   bound of an HTTPS JSON service here: same TLS library, same HTTP library, no storage.
+//! - `plexbench proxy --port P --cert C --key K --upstream HOST:PORT`: the thread-per-core bare
+//!   HTTPS reverse proxy, the bound of the gateway scenario (see `proxy.rs`).
 
 mod load;
+mod proxy;
 mod serve;
 mod tls;
 
@@ -24,9 +27,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("load") => load::main(&args[1..]),
         Some("serve-json") => serve::main(&args[1..]),
+        Some("proxy") => proxy::main(&args[1..]),
         _ => Err("usage: plexbench load URL [--rate R] [--connections C] [--duration S] [--warmup S] [--threads N] \
                   [--method M] [--body B] [-H 'Name: value']... [--cacert F] [--cert F --key F]\n       \
-                  plexbench serve-json --port P --cert F --key F --ca F [--threads N]"
+                  plexbench serve-json --port P --cert F --key F --ca F [--threads N]\n       \
+                  plexbench proxy --port P --cert F --key F --upstream HOST:PORT [--threads N]"
             .to_owned()),
     };
     match result {

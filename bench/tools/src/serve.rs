@@ -13,7 +13,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 const BASE: &str = "/cachingservice/api/v1";
@@ -29,7 +28,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let store: Arc<Store> = Arc::new(Mutex::new(HashMap::new()));
     crate::runtime(threads)?.block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("bind: {e}"))?;
+        // A deep accept queue (4096, as the gateway's), so many clients connecting at once are not dropped.
+        let listener = (|| {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind((std::net::Ipv4Addr::LOCALHOST, port).into())?;
+            socket.listen(4096)
+        })()
+        .map_err(|e| format!("bind: {e}"))?;
         eprintln!("serve-json listening on 127.0.0.1:{port}");
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };

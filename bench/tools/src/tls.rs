@@ -58,3 +58,15 @@ pub fn server_mutual(cert: &str, k: &str, ca: &str) -> Result<rustls::ServerConf
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(c)
 }
+
+/// A server with `cert`/`key`, no client certificate; ALPN http/1.1.
+pub fn server(cert: &str, k: &str) -> Result<rustls::ServerConfig, String> {
+    let mut c = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs(cert)?, key(k)?)
+        .map_err(|e| format!("server certificate: {e}"))?;
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(c)
+}

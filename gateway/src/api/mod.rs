@@ -51,6 +51,29 @@ pub fn router(state: Arc<Gateway>) -> Router {
         .with_state(state)
 }
 
+/// Whether `path` may be one of the gateway's own endpoints (then the router decides, and its
+/// fallback still routes what it does not know); every other path is routed directly by
+/// [`routed`], without the router, its middlewares and their boxed services per request.
+pub fn is_own(path: &str) -> bool {
+    path == "/application/health"
+        || path == "/gateway/api/v1/services"
+        || path.strip_prefix(AUTH_BASE).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// A routed request outside the router: what its middlewares do ([`observe`] with kept
+/// handles, [`close_while_draining`]) around [`crate::routing::forward::handle`].
+pub async fn routed(g: Arc<Gateway>, addr: ClientAddr, req: Request) -> Response {
+    let h1 = req.version() <= axum::http::Version::HTTP_11;
+    let start = Instant::now();
+    let mut resp = crate::routing::forward::handle(g.clone(), addr, req).await;
+    if h1 && g.is_draining() {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    m::handles::UNMATCHED_REQUESTS.increment(resp.status().as_u16());
+    m::handles::UNMATCHED_DURATION.record(start.elapsed().as_secs_f64());
+    resp
+}
+
 /// Everything that is not an endpoint of the gateway's own goes to an API service.
 async fn proxy(State(g): State<Arc<Gateway>>, Extension(addr): Extension<ClientAddr>, req: Request) -> Response {
     crate::routing::forward::handle(g, addr, req).await
@@ -70,11 +93,21 @@ async fn close_while_draining(State(g): State<Arc<Gateway>>, req: Request, next:
 
 /// Counts and times every request by route pattern and status.
 async fn observe(req: Request, next: Next) -> Response {
-    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let start = Instant::now();
     let resp = next.run(req).await;
-    metrics::counter!(m::REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
-    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+    let status = resp.status().as_u16();
+    match endpoint {
+        Some(endpoint) => {
+            metrics::counter!(m::REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => status.to_string()).increment(1);
+            metrics::histogram!(m::REQUEST_DURATION_SECONDS, "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+        }
+        // Routed requests, the hot path: kept handles.
+        None => {
+            m::handles::UNMATCHED_REQUESTS.increment(status);
+            m::handles::UNMATCHED_DURATION.record(start.elapsed().as_secs_f64());
+        }
+    }
     resp
 }
 

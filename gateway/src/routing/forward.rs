@@ -36,9 +36,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Default)]
 struct Trace {
     id: String,
-    service: Option<String>,
+    service: Option<Arc<Service>>,
     route: Option<String>,
-    instance: Option<String>,
+    instance: Option<Arc<Instance>>,
     user: Option<String>,
     attempts: u32,
     /// Time spent waiting for instances' answers (headers), over all attempts.
@@ -57,14 +57,21 @@ pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Re
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     let status = resp.status().as_u16();
-    let service = t.service.as_deref().unwrap_or("-");
-    let instance = t.instance.as_deref().unwrap_or("-");
+    let service = t.service.as_ref().map_or("-", |s| s.def.service_id.as_str());
+    let instance = t.instance.as_ref().map_or("-", |i| i.id.as_str());
     tracing::info!(target: "plexgate::access", id = %t.id, client = %addr.0, user = t.user.as_deref().unwrap_or("-"), method = %method, path, service, route = t.route.as_deref().unwrap_or("-"), instance, attempts = t.attempts, status, upstream_millis = t.upstream.as_millis() as u64, millis = start.elapsed().as_millis() as u64, "request");
-    let m = crate::metrics::ROUTED_REQUESTS_TOTAL;
-    metrics::counter!(m, "service" => service.to_owned(), "instance" => instance.to_owned(), "status" => status.to_string()).increment(1);
-    if t.attempts > 0 {
-        let h = crate::metrics::ROUTED_UPSTREAM_SECONDS;
-        metrics::histogram!(h, "service" => service.to_owned(), "instance" => instance.to_owned()).record(t.upstream.as_secs_f64());
+    match &t.instance {
+        Some(i) => {
+            i.metrics.routed.increment(status);
+            if t.attempts > 0 {
+                i.metrics.upstream().record(t.upstream.as_secs_f64());
+            }
+        }
+        // No instance tried (no route, refused, none available): not the hot path.
+        None => {
+            let m = crate::metrics::ROUTED_REQUESTS_TOTAL;
+            metrics::counter!(m, "service" => service.to_owned(), "instance" => "-", "status" => status.to_string()).increment(1);
+        }
     }
     resp
 }
@@ -87,7 +94,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
     let Some((service, route, rest)) = resolve(&registry, req.uri().path(), forward_to.as_deref()) else {
         return Err(GatewayError::NotFound);
     };
-    t.service = Some(service.def.service_id.clone());
+    t.service = Some(service.clone());
     t.route = Some(route.gateway_url.clone());
     check_path(&rest)?;
     let cert = req.extensions().get::<Option<ClientCert>>().cloned().flatten();
@@ -141,7 +148,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
         if let (Ok(p), Some(instance)) = (HeaderValue::from_str(&proto), candidates.first()) {
             headers.insert(header::UPGRADE, p);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            t.instance = Some(instance.id.clone());
+            t.instance = Some(instance.clone());
             t.attempts = 1;
             return tunnel(g, instance, &route, &rest, &parts, headers, on_client).await;
         }
@@ -167,13 +174,14 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
         let uri = join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query())?;
         let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
         if let Some(h) = up.headers_mut() {
-            *h = headers.clone();
+            // The last attempt takes them; earlier ones copy them for the next.
+            *h = if n + 1 == attempts { std::mem::take(&mut headers) } else { headers.clone() };
         }
         let Ok(up) = up.body(this_body) else {
             return Err(GatewayError::Internal("cannot build the upstream request".to_owned()));
         };
         instance.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        t.instance = Some(instance.id.clone());
+        t.instance = Some(instance.clone());
         t.attempts += 1;
         let asked = Instant::now();
         let first_byte = async {
@@ -227,7 +235,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
                 } else {
                     instance.succeeded();
                     if let (true, Some(u)) = (service.def.sticky_by_user, user.as_deref()) {
-                        g.sticky.served(&service.def.service_id, u, &instance.id).await;
+                        g.sticky.served(&service.def.service_id, u, &instance.id);
                     }
                 }
                 return Ok(downstream(resp, idle));
@@ -315,15 +323,32 @@ pub fn resolve(registry: &super::Registry, path: &str, forward_to: Option<&str>)
 /// Refuses a rest of path that could step out of the route (`..`, `.` in any encoding).
 fn check_path(rest: &str) -> Result<(), GatewayError> {
     for seg in rest.split('/') {
-        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
+        if is_dots(seg) {
             return Err(GatewayError::BadRequest("the path contains a `.` or `..` segment".to_owned()));
         }
-        if seg.contains('\\') || seg.to_ascii_lowercase().contains("%5c") || seg.contains("%00") {
+        let has = |needle: &[u8]| seg.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+        if seg.contains('\\') || has(b"%5c") || has(b"%00") {
             return Err(GatewayError::BadRequest("the path contains a backslash or NUL".to_owned()));
         }
     }
     Ok(())
+}
+
+/// Whether `seg` is `.` or `..`, each dot plain or `%2e` in any case (checked without
+/// allocating: this runs for every segment of every routed path).
+fn is_dots(seg: &str) -> bool {
+    let (mut rest, mut dots) = (seg.as_bytes(), 0);
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    (1..=2).contains(&dots)
 }
 
 /// Authenticates per the service's scheme: the user, and the token to pass on.
@@ -408,13 +433,7 @@ const HOP_BY_HOP: &[&str] = &[
 /// The headers the instance gets: hop-by-hop and client-sent `X-Certificate-*` removed,
 /// `X-Forwarded-*` and `Forwarded` set, the token passed on as cookie and Bearer.
 fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
-    let listed: Vec<String> = incoming
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .collect();
+    let listed = connection_listed(incoming);
     let mut out = HeaderMap::with_capacity(incoming.len() + 4);
     for (k, v) in incoming {
         let name = k.as_str();
@@ -453,19 +472,16 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
     );
     if let Some(t) = token {
         set(&mut out, "authorization", format!("Bearer {t}"));
-        let others: Vec<String> = incoming
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && !c.starts_with(&format!("{AUTH_COOKIE}=")))
-            .map(str::to_owned)
-            .collect();
-        let mut cookies = vec![format!("{AUTH_COOKIE}={t}")];
-        cookies.extend(others);
+        let mut cookies = format!("{AUTH_COOKIE}={t}");
+        let ours = |c: &str| c.strip_prefix(AUTH_COOKIE).is_some_and(|rest| rest.starts_with('='));
+        for c in incoming.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).map(str::trim) {
+            if !c.is_empty() && !ours(c) {
+                cookies.push_str("; ");
+                cookies.push_str(c);
+            }
+        }
         out.remove(header::COOKIE);
-        set(&mut out, "cookie", cookies.join("; "));
+        set(&mut out, "cookie", cookies);
     }
     out
 }
@@ -473,20 +489,29 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
 /// The instance's answer, without hop-by-hop headers, streamed; cut when it stalls for `idle`.
 fn downstream(resp: Response<hyper::body::Incoming>, idle: std::time::Duration) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
-    let listed: Vec<String> = parts
-        .headers
+    let listed = connection_listed(&parts.headers);
+    for name in HOP_BY_HOP.iter().copied().filter(|n| *n != "host") {
+        parts.headers.remove(name);
+    }
+    for name in listed {
+        parts.headers.remove(name.as_str());
+    }
+    Response::from_parts(parts, Body::new(IdleBody::new(body, idle, "response", None)))
+}
+
+/// The header names a `Connection` header lists (hop-by-hop too), lower case; none
+/// allocated when there is no such header, the usual case.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    if !headers.contains_key(header::CONNECTION) {
+        return Vec::new();
+    }
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
-        if name != "host" {
-            parts.headers.remove(name.as_str());
-        }
-    }
-    Response::from_parts(parts, Body::new(IdleBody::new(body, idle, "response", None)))
+        .collect()
 }
 
 /// `base` + `path` (already encoded) + `query`.

@@ -34,6 +34,38 @@ pub struct Instance {
     health: Mutex<Health>,
     /// Requests sent to it.
     pub requests: AtomicU64,
+    /// Its metric handles, kept off the request path.
+    pub metrics: InstanceMetrics,
+}
+
+/// The metric handles of one instance (`service` and `instance` labels).
+pub struct InstanceMetrics {
+    /// `ROUTED_REQUESTS_TOTAL` by status.
+    pub routed: crate::metrics::ByStatus,
+    upstream: std::sync::OnceLock<metrics::Histogram>,
+    labels: [(&'static str, String); 2],
+}
+
+impl InstanceMetrics {
+    fn new(service: &str, instance: &str) -> InstanceMetrics {
+        let labels = [("service", service.to_owned()), ("instance", instance.to_owned())];
+        let routed = crate::metrics::ByStatus::new(
+            crate::metrics::ROUTED_REQUESTS_TOTAL,
+            labels.iter().map(|(k, v)| metrics::Label::new(*k, v.clone())).collect(),
+        );
+        InstanceMetrics { routed, upstream: std::sync::OnceLock::new(), labels }
+    }
+
+    /// `ROUTED_UPSTREAM_SECONDS` of this instance.
+    pub fn upstream(&self) -> &metrics::Histogram {
+        self.upstream.get_or_init(|| metrics::histogram!(crate::metrics::ROUTED_UPSTREAM_SECONDS, &self.labels))
+    }
+}
+
+impl std::fmt::Debug for InstanceMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstanceMetrics")
+    }
 }
 
 impl Instance {
@@ -146,8 +178,10 @@ impl Registry {
                     .map(|base| {
                         let host = base.host().unwrap_or("");
                         let port = base.port_u16().unwrap_or(if base.scheme_str() == Some("http") { 80 } else { 443 });
+                        let id = format!("{host}:{}:{port}", def.service_id);
                         Arc::new(Instance {
-                            id: format!("{host}:{}:{port}", def.service_id),
+                            metrics: InstanceMetrics::new(&def.service_id, &id),
+                            id,
                             base: base.clone(),
                             health: Mutex::new(Health { checked_up: true, ejected_until: None, failures: 0 }),
                             requests: AtomicU64::new(0),
@@ -162,7 +196,12 @@ impl Registry {
 
     /// A service by id (case-insensitive).
     pub fn get(&self, id: &str) -> Option<Arc<Service>> {
-        self.services.get(&id.to_lowercase()).cloned()
+        // Ids are stored lower case; most paths name them so, and then nothing is allocated.
+        match self.services.get(id) {
+            Some(s) => Some(s.clone()),
+            None if id.bytes().any(|b| b.is_ascii_uppercase()) || !id.is_ascii() => self.services.get(&id.to_lowercase()).cloned(),
+            None => None,
+        }
     }
 
     /// Every service.

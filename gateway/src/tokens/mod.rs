@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-pub use cache::VerifiedCache;
+pub use cache::{Verified, VerifiedCache};
 pub use keys::{Keys, PublicKey};
 
 /// `iss` of login tokens.
