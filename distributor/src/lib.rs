@@ -13,6 +13,7 @@
 //! new connections.
 
 pub mod admin;
+mod copy;
 mod error;
 mod forward;
 pub mod health;

@@ -1,6 +1,7 @@
 //! Forwarding with Linux `splice(2)`: bytes move socket → pipe → socket inside the kernel and
-//! never through a user-space buffer. Not the data path: [`crate::forward`] uses tokio's
-//! portable copy. Kept, with `examples/copy_bench.rs`, so the comparison can be re-run.
+//! never through a user-space buffer. Not the data path: [`crate::forward`] uses the
+//! readiness-based copy of `copy.rs` (a buffer only while bytes are in flight). Kept, with
+//! `examples/copy_bench.rs`, so the comparison can be re-run.
 //!
 //! Measured on the 2-core VM (release build, loopback, source + forwarder + sink in one
 //! process, machine shared with other builds so wall-clock figures were noisy): for one bulk
