@@ -9,6 +9,7 @@
 //! back before waiting again.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 
 use rustix::net::Shutdown;
@@ -21,14 +22,17 @@ pub const BUFFER_BYTES: usize = 16 * 1024;
 const KEEP_PER_THREAD: usize = 32;
 
 thread_local! {
-    static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn take() -> Box<[u8]> {
-    FREE.with(|f| f.borrow_mut().pop()).unwrap_or_else(|| vec![0u8; BUFFER_BYTES].into_boxed_slice())
+/// An empty buffer of [`BUFFER_BYTES`] capacity. Never zeroed: reads fill its spare capacity
+/// (a task may take on one thread and give back on another, so a thread's list can run dry).
+fn take() -> Vec<u8> {
+    FREE.with(|f| f.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(BUFFER_BYTES))
 }
 
-fn give(buf: Box<[u8]>) {
+fn give(mut buf: Vec<u8>) {
+    buf.clear();
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         if f.len() < KEEP_PER_THREAD {
@@ -37,14 +41,14 @@ fn give(buf: Box<[u8]>) {
     });
 }
 
-/// Writes all of `bytes` to `to`.
+/// Writes all of `bytes` to `to` (trying first: a socket is usually writable, and waiting for
+/// readiness first costs a poll per chunk).
 pub async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        to.writable().await?;
         match to.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => poll_fn(|cx| to.poll_write_ready(cx)).await?,
             Err(e) => return Err(e),
         }
     }
@@ -53,34 +57,34 @@ pub async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 
 /// Moves bytes `from` -> `to` until `from` ends, then ends `to`'s writing side (the half-close
 /// passes through, as with `copy_bidirectional`); `moved` is told each chunk's size once it
-/// is written.
+/// is written. A buffer is held from readiness until the socket has nothing more to read.
 async fn one_way(from: &TcpStream, to: &TcpStream, moved: &(impl Fn(usize) + Sync)) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
-        from.readable().await?;
+        // The stream's own reader slot (`readable()` would queue a waiter under a lock).
+        poll_fn(|cx| from.poll_read_ready(cx)).await?;
         let mut buf = take();
-        let n = match from.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                give(buf);
-                continue;
-            }
-            Err(e) => {
-                give(buf);
-                return Err(e);
+        let ended = loop {
+            buf.clear();
+            match from.try_read_buf(&mut buf) {
+                Ok(0) => break Ok(true),
+                Ok(n) => {
+                    if let Err(e) = write_all(to, &buf[..n]).await {
+                        break Err(e);
+                    }
+                    total += n as u64;
+                    moved(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) => break Err(e),
             }
         };
-        if n == 0 {
-            give(buf);
+        give(buf);
+        if ended? {
             // The peer may be gone already; the other direction reports that.
             let _ = rustix::net::shutdown(to, Shutdown::Write);
             return Ok(total);
         }
-        let written = write_all(to, &buf[..n]).await;
-        give(buf);
-        written?;
-        total += n as u64;
-        moved(n);
     }
 }
 
