@@ -22,6 +22,37 @@ use super::types::TypeConfig;
 
 /// Base path of the peer endpoints.
 pub const RAFT_BASE: &str = "/cachingservice/raft/v1";
+/// The most entry bytes (as JSON) one append carries, beyond its first entry.
+const APPEND_BYTES: usize = 1024 * 1024;
+
+/// How many of `entries` fit in `limit` bytes of JSON (never fewer than one).
+fn prefix_within(entries: &[openraft::Entry<TypeConfig>], limit: usize) -> usize {
+    let mut total = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        let mut count = Counter(0);
+        // Serialising into a counter allocates nothing; an entry that cannot serialise fails
+        // the real request the same way.
+        let _ = serde_json::to_writer(&mut count, e);
+        total += count.0;
+        if total > limit {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
+/// A writer that only counts.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 /// Header naming the sender's cluster.
 pub const CLUSTER_HEADER: &str = "x-plexgate-cluster";
 
@@ -119,7 +150,21 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call("/append", &rpc, &option).await
+        // openraft gives every append one heartbeat interval (100 ms) and batches by count
+        // (300 entries): a follower behind by large values would time out on every attempt and
+        // never catch up. Send the longest prefix within APPEND_BYTES (at least one entry) and
+        // report how far it got; openraft sends the rest next.
+        let mut rpc = rpc;
+        let keep = prefix_within(&rpc.entries, APPEND_BYTES);
+        if keep == rpc.entries.len() {
+            return self.call("/append", &rpc, &option).await;
+        }
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        match self.call("/append", &rpc, &option).await? {
+            AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(last)),
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(
