@@ -129,7 +129,9 @@ fn create(c: &reqwest::blocking::Client, g: &Group, i: usize, key: &str) -> u16 
 #[test]
 fn a_forwarded_write_whose_answer_is_lost_is_applied_exactly_once() {
     let ws = Workspace::with_certs();
-    let g = Group::start(&ws, 3, "", "");
+    // Room for every create a fast machine makes in 12 s (the default quota, 2,500 per
+    // caller, answered 507 on one).
+    let g = Group::start(&ws, 3, "", "      size: 1000000\n");
     let next = std::sync::atomic::AtomicUsize::new(0);
     // Three times: creates through a follower, eight at a time, while the leader hangs. The
     // creates in flight at the SIGSTOP may be committed with their answers lost: the follower
