@@ -257,8 +257,8 @@ async fn remove_map_entry(
             _ => Ok(StatusCode::NO_CONTENT),
         };
     }
-    let cond: RemoveCondition =
-        serde_json::from_slice(&bytes).map_err(|e| CacheError::BadPayload(format!("expected {{\"ifValue\": \"...\"}} or no body ({e})")))?;
+    let cond: RemoveCondition = serde_json::from_slice(&bytes)
+        .map_err(|e| CacheError::BadPayload(format!("expected {{\"ifValue\": \"...\"}} or no body ({e})")))?;
     match s.storage.map_remove_if(&ns, room, &map, &key, &cond.if_value).await? {
         Removal::Removed => Ok(StatusCode::NO_CONTENT),
         Removal::Absent => Err(CacheError::NotFound(key)),
