@@ -133,6 +133,11 @@ impl MapView {
         self.read().get(map).and_then(|m| m.get(key)).cloned()
     }
 
+    /// Every entry of `map` (for derived state rebuilt from a snapshot).
+    pub fn entries(&self, map: &str) -> Vec<(String, String)> {
+        self.read().get(map).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    }
+
     /// Whether `map` has `key`.
     pub fn contains(&self, map: &str, key: &str) -> bool {
         self.read().get(map).is_some_and(|m| m.contains_key(key))
