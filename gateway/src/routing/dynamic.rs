@@ -164,19 +164,24 @@ async fn apply_changes(routes: Weak<Routes>, view: Weak<MapView>, mut changes: t
     }
 }
 
+/// A stored registration, for tests: `app`'s instance `id` on 127.0.0.1:`port`, routed at
+/// `api/v1` (or `gateway_url`), registered at `registered_ms`, renewed at `renewed_ms`.
+#[cfg(test)]
+pub(crate) fn stored_with(app: &str, id: &str, port: u16, status: &str, gateway_url: &str, registered_ms: u64, renewed_ms: u64) -> (String, String) {
+    let body = serde_json::json!({"instance": {"instanceId": id, "app": app, "hostName": "127.0.0.1", "status": status,
+        "securePort": {"$": port, "@enabled": "true"}, "healthCheckUrl": format!("https://127.0.0.1:{port}/application/health"),
+        "metadata": {"apiml.routes.api_v1.gatewayUrl": gateway_url, "apiml.routes.api_v1.serviceUrl": "/x/api/v1", "apiml.service.title": "Registered"}}});
+    let mut r = Record::registered(plexgate_discovery::Instance::from_registration(app, &body).unwrap(), None, registered_ms);
+    r.times.renewed_ms = renewed_ms;
+    (r.key(), r.to_stored())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plexgate_discovery::Instance;
-    use serde_json::json;
 
-    pub(crate) fn stored(app: &str, id: &str, port: u16, status: &str, renewed_ms: u64) -> (String, String) {
-        let body = json!({"instance": {"instanceId": id, "app": app, "hostName": "127.0.0.1", "status": status,
-            "securePort": {"$": port, "@enabled": "true"},
-            "metadata": {"apiml.routes.api_v1.gatewayUrl": "api/v1", "apiml.routes.api_v1.serviceUrl": "/x/api/v1"}}});
-        let mut r = Record::registered(Instance::from_registration(app, &body).unwrap(), None, 1_000);
-        r.times.renewed_ms = renewed_ms;
-        (r.key(), r.to_stored())
+    fn stored(app: &str, id: &str, port: u16, status: &str, renewed_ms: u64) -> (String, String) {
+        stored_with(app, id, port, status, "api/v1", 1_000, renewed_ms)
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub fn merge(statics: &[ServiceDef], registrations: &Registrations, previous: &R
         }
         // Registration order would shift with every new registration; key order is stable.
         instances.sort_by(|a, b| a.id.cmp(&b.id));
+        parked.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
         services.push(Service::new(registered_def(service_id, chosen), instances, parked));
     }
     Registry::from_services(services)
@@ -129,5 +130,116 @@ fn registered_def(service_id: &str, r: &Registered) -> ServiceDef {
         connect_timeout: m.connect_timeout,
         idle_timeout: None,
         file: PathBuf::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::dynamic::stored_with;
+
+    fn statics(port: u16) -> Vec<ServiceDef> {
+        vec![ServiceDef {
+            service_id: "sample".into(),
+            title: "Static sample".into(),
+            description: String::new(),
+            instances: vec![format!("https://127.0.0.1:{port}/").parse().unwrap()],
+            health_check: Some("/application/health".into()),
+            routes: vec![RouteDef { gateway_url: "api/v1".into(), service_relative_url: "/sample/api/v1".into() }],
+            scheme: Scheme::ZoweJwt,
+            sticky_by_user: false,
+            read_timeout: None,
+            connect_timeout: None,
+            idle_timeout: None,
+            file: "defs/sample.yml".into(),
+        }]
+    }
+
+    fn put(regs: &mut Registrations, app: &str, id: &str, port: u16, status: &str) {
+        let (k, v) = stored_with(app, id, port, status, "api/v1", 1_000, 1_000);
+        regs.put(&k, &v);
+    }
+
+    fn ids(s: &Service) -> Vec<&str> {
+        s.instances.iter().map(|i| i.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_shared_service_id_has_both_instance_sets_with_the_static_settings() {
+        let mut regs = Registrations::default();
+        put(&mut regs, "SAMPLE", "127.0.0.1:sample:2", 2, "UP");
+        // The same id as the static instance: the static one is kept, once.
+        put(&mut regs, "SAMPLE", "127.0.0.1:sample:1", 1, "UP");
+        let r = merge(&statics(1), &regs, &Registry::default(), &mut Notes::default());
+        let s = r.get("sample").unwrap();
+        assert_eq!(ids(&s), ["127.0.0.1:sample:1", "127.0.0.1:sample:2"]);
+        assert_eq!(s.instances[0].origin, Origin::Static { file: "defs/sample.yml".into() });
+        assert_eq!(s.instances[1].origin, Origin::Eureka { key: "SAMPLE/127.0.0.1:sample:2".into() });
+        assert_eq!((s.def.scheme, s.def.title.as_str(), s.def.routes[0].service_relative_url.as_str()), (Scheme::ZoweJwt, "Static sample", "/sample/api/v1"));
+        // Every registration gone: the static instance stays.
+        let r = merge(&statics(1), &Registrations::default(), &r, &mut Notes::default());
+        assert_eq!(ids(&r.get("sample").unwrap()), ["127.0.0.1:sample:1"]);
+    }
+
+    #[test]
+    fn a_registered_service_takes_the_newest_registrations_settings_and_parks_what_is_not_up() {
+        let mut regs = Registrations::default();
+        let (k, v) = stored_with("HW", "h:hw:1", 1, "UP", "api/v1", 1_000, 1_000);
+        regs.put(&k, &v);
+        let (k, v) = stored_with("HW", "h:hw:2", 2, "UP", "api/v2", 2_000, 2_000);
+        regs.put(&k, &v);
+        put(&mut regs, "HW", "h:hw:3", 3, "OUT_OF_SERVICE");
+        put(&mut regs, "HW", "h:hw:4", 4, "DOWN");
+        let r = merge(&[], &regs, &Registry::default(), &mut Notes::default());
+        let s = r.get("hw").unwrap();
+        assert_eq!(s.def.routes[0].gateway_url, "api/v2", "the newest registration's routes");
+        assert_eq!((s.def.title.as_str(), s.def.scheme), ("Registered", Scheme::Bypass));
+        assert_eq!(ids(&s), ["h:hw:1", "h:hw:2"]);
+        assert_eq!(s.parked.iter().map(|p| (p.instance.id.as_str(), p.status.as_str())).collect::<Vec<_>>(), [("h:hw:3", "OUT_OF_SERVICE"), ("h:hw:4", "DOWN")]);
+        // Parked instances are never candidates, not even as a last resort.
+        for i in &s.instances {
+            i.failed(std::time::Duration::from_secs(60));
+        }
+        let c = s.candidates();
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|i| i.id != "h:hw:3" && i.id != "h:hw:4"));
+        assert!(s.instance("h:hw:4").is_none());
+        assert_eq!(s.instances[0].health_url.as_ref().unwrap().to_string(), "https://127.0.0.1:1/application/health");
+    }
+
+    #[test]
+    fn instances_keep_their_health_and_identity_across_rebuilds_and_status_changes() {
+        let mut regs = Registrations::default();
+        put(&mut regs, "SAMPLE", "127.0.0.1:sample:2", 2, "UP");
+        let mut notes = Notes::default();
+        let first = merge(&statics(1), &regs, &Registry::default(), &mut notes);
+        let (stat, reg) = { let s = first.get("sample").unwrap(); (s.instances[0].clone(), s.instances[1].clone()) };
+        reg.failed(std::time::Duration::from_secs(60));
+        stat.requests.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
+        // Out of service, then back: the same instance, still ejected.
+        put(&mut regs, "SAMPLE", "127.0.0.1:sample:2", 2, "OUT_OF_SERVICE");
+        let second = merge(&statics(1), &regs, &first, &mut notes);
+        assert!(Arc::ptr_eq(&second.get("sample").unwrap().parked[0].instance, &reg));
+        put(&mut regs, "SAMPLE", "127.0.0.1:sample:2", 2, "UP");
+        let third = merge(&statics(1), &regs, &second, &mut notes);
+        let s = third.get("sample").unwrap();
+        assert!(Arc::ptr_eq(&s.instances[0], &stat) && Arc::ptr_eq(&s.instances[1], &reg));
+        assert!(!s.instances[1].available(), "the ejection survived the rebuilds");
+        // Another base URL under the same id is another instance.
+        put(&mut regs, "SAMPLE", "127.0.0.1:sample:2", 3, "UP");
+        let fourth = merge(&statics(1), &regs, &third, &mut notes);
+        assert!(!Arc::ptr_eq(&fourth.get("sample").unwrap().instances[1], &reg));
+    }
+
+    #[test]
+    fn an_unreadable_registration_is_skipped_and_the_others_still_route() {
+        let mut regs = Registrations::default();
+        put(&mut regs, "HW", "h:hw:1", 1, "UP");
+        regs.put("BROKEN/x", "{not a registration");
+        // Valid JSON, invalid metadata (no route).
+        let (k, v) = stored_with("BAD", "h:bad:1", 1, "UP", "api/v1", 1_000, 1_000);
+        regs.put(&k, &v.replace("apiml.routes.api_v1.gatewayUrl", "apiml.routes.api_v1.nonsense"));
+        let r = merge(&[], &regs, &Registry::default(), &mut Notes::default());
+        assert_eq!(r.all().map(|s| s.def.service_id.as_str()).collect::<Vec<_>>(), ["hw"]);
     }
 }
