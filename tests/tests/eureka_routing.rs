@@ -32,6 +32,18 @@ fn record(app: &str, port: u16, status: Option<Status>) -> Record {
     r
 }
 
+/// Removes a registration, as discovery does on a deregistration or a lease expiry.
+fn delete(c: &Cluster, key: &str) {
+    let url = format!(
+        "https://127.0.0.1:{}/cachingservice/api/v1/cache-list/{}/{}",
+        c.caching_port,
+        plexgate_discovery::registry::MAP,
+        plexgate_tests::https::encode(key)
+    );
+    let r = c.ws.client().delete(url).send().expect("remove the registration");
+    assert_eq!(r.status(), 204, "{:?}", r.text());
+}
+
 fn put(c: &Cluster, key: &str, value: &str) {
     let url = format!("https://127.0.0.1:{}/cachingservice/api/v1/cache-list/{}", c.caching_port, plexgate_discovery::registry::MAP);
     let r = c.ws.client().post(url).json(&json!({"key": key, "value": value})).send().expect("write the registration");
@@ -143,6 +155,19 @@ fn every_gateway_follows_registrations_within_a_second() {
         answered.iter().all(|a| *a == (200, "static-b".to_owned()))
     });
     assert!(answers.is_empty(), "the static instance answered every request: {answers:?}");
+    // Registered again, then deregistered (the key removed): the static instance stays.
+    put(&c, &extra.key(), &extra.to_stored());
+    on_every_gateway(&c, "registration beside a static definition again", Instant::now(), |i| {
+        (0..4).any(|_| get(&c, i, "/mixed/api/v1/hello") == (200, "shared-a".to_owned()))
+    });
+    let start = Instant::now();
+    delete(&c, &extra.key());
+    on_every_gateway(&c, "registered instance of a static service removed", start, |i| {
+        let answered: Vec<(u16, String)> = (0..4).map(|_| get(&c, i, "/mixed/api/v1/hello")).collect();
+        answers.extend(answered.iter().filter(|a| a.0 != 200).cloned());
+        answered.iter().all(|a| *a == (200, "static-b".to_owned()))
+    });
+    assert!(answers.is_empty(), "the static instance answered every request: {answers:?}");
 
     // A corrupt value is skipped with a warning; every other service still routes.
     put(&c, "CORRUPT/x", "{this is not a registration");
@@ -165,4 +190,10 @@ fn every_gateway_follows_registrations_within_a_second() {
     plexgate_tests::assert_eventually!(Duration::from_secs(5), get(&c, 0, "/later/api/v1/hello").0 == 200, "reloaded");
     assert_eq!(get(&c, 0, "/dyn/api/v1/hello"), (200, "dyn-a".to_owned()));
     assert_eq!(get(&c, 0, "/other/api/v1/hello"), (200, "dyn-a".to_owned()));
+
+    // Deregistered (the key removed): the service is gone from every gateway.
+    let start = Instant::now();
+    delete(&c, &up.key());
+    on_every_gateway(&c, "deregistration", start, |i| get(&c, i, "/dyn/api/v1/hello") == (404, "ZWEAO404E".to_owned()));
+    assert_eq!(get(&c, 1, "/other/api/v1/hello"), (200, "dyn-a".to_owned()));
 }
