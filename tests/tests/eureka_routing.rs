@@ -114,6 +114,14 @@ fn every_gateway_follows_registrations_within_a_second() {
     // The admin listener lists the same (what `plexgate status` reads).
     let admin: Value = reqwest::blocking::get(c.admin_url(0, "/application/services")).unwrap().json().unwrap();
     assert!(admin.as_array().unwrap().iter().any(|s| s["serviceId"] == "dyn"), "{admin}");
+    let out = c.ws.run(&["status", "-c", "zowe.yaml"], "").expect_code(0).stdout();
+    for gateway in ["g1", "g2"] {
+        let row = |service: &str| out.lines().find(|l| l.starts_with(gateway) && l.contains(&format!(" {service} "))).map(str::to_owned);
+        let dyn_row = row("dyn").unwrap_or_else(|| panic!("no dyn row of {gateway}:\n{out}"));
+        assert!(dyn_row.contains(" eureka ") && dyn_row.contains(&up.key()) && dyn_row.contains(" UP "), "{out}");
+        assert!(row("mixed").is_some_and(|r| r.contains(" static ") && r.contains("mixed.yml")), "{out}");
+    }
+    println!("{out}");
 
     // A heartbeat (a new renewal time only) changes nothing.
     let mut beat = up.clone();
