@@ -106,7 +106,11 @@ fn every_gateway_follows_registrations_within_a_second() {
     let dyn_service = list.as_array().unwrap().iter().find(|s| s["serviceId"] == "dyn").expect("dyn listed");
     assert_eq!(dyn_service["apiml"]["service"]["title"], "Registered DYN");
     let inst = &dyn_service["instances"][0];
-    assert_eq!((inst["origin"].as_str(), inst["eurekaStatus"].as_str(), inst["status"].as_str()), (Some("eureka"), Some("UP"), Some("UP")), "{inst}");
+    assert_eq!(
+        (inst["origin"].as_str(), inst["eurekaStatus"].as_str(), inst["status"].as_str()),
+        (Some("eureka"), Some("UP"), Some("UP")),
+        "{inst}"
+    );
     assert_eq!(inst["registrationKey"], up.key());
     let mixed = list.as_array().unwrap().iter().find(|s| s["serviceId"] == "mixed").expect("mixed listed");
     assert_eq!(mixed["instances"][0]["origin"], "static");

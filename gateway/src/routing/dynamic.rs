@@ -167,7 +167,15 @@ async fn apply_changes(routes: Weak<Routes>, view: Weak<MapView>, mut changes: t
 /// A stored registration, for tests: `app`'s instance `id` on 127.0.0.1:`port`, routed at
 /// `api/v1` (or `gateway_url`), registered at `registered_ms`, renewed at `renewed_ms`.
 #[cfg(test)]
-pub(crate) fn stored_with(app: &str, id: &str, port: u16, status: &str, gateway_url: &str, registered_ms: u64, renewed_ms: u64) -> (String, String) {
+pub(crate) fn stored_with(
+    app: &str,
+    id: &str,
+    port: u16,
+    status: &str,
+    gateway_url: &str,
+    registered_ms: u64,
+    renewed_ms: u64,
+) -> (String, String) {
     let body = serde_json::json!({"instance": {"instanceId": id, "app": app, "hostName": "127.0.0.1", "status": status,
         "securePort": {"$": port, "@enabled": "true"}, "healthCheckUrl": format!("https://127.0.0.1:{port}/application/health"),
         "metadata": {"apiml.routes.api_v1.gatewayUrl": gateway_url, "apiml.routes.api_v1.serviceUrl": "/x/api/v1", "apiml.service.title": "Registered"}}});

@@ -41,11 +41,11 @@ impl Notes {
 /// Builds the table from `statics` and `registrations`, reusing `previous`'s instances.
 pub fn merge(statics: &[ServiceDef], registrations: &Registrations, previous: &Registry, notes: &mut Notes) -> Registry {
     let reuse = previous.instances_by_id();
-    let instance = |service_id: &str, id: String, base: &http::Uri, origin: Origin, health_url: Option<http::Uri>| {
-        match reuse.get(&(service_id, id.as_str())) {
-            Some(i) if i.base == *base && i.origin == origin && i.health_url == health_url => Arc::clone(i),
-            _ => Arc::new(Instance::new(service_id, id, base.clone(), origin, health_url)),
-        }
+    let instance = |service_id: &str, id: String, base: &http::Uri, origin: Origin, health_url: Option<http::Uri>| match reuse
+        .get(&(service_id, id.as_str()))
+    {
+        Some(i) if i.base == *base && i.origin == origin && i.health_url == health_url => Arc::clone(i),
+        _ => Arc::new(Instance::new(service_id, id, base.clone(), origin, health_url)),
     };
     let mut registered: BTreeMap<&str, Vec<&Registered>> = BTreeMap::new();
     for r in registrations.all() {
@@ -118,7 +118,11 @@ fn registered_def(service_id: &str, r: &Registered) -> ServiceDef {
         description: m.description.clone(),
         instances: Vec::new(),
         health_check: None,
-        routes: m.routes.iter().map(|r| RouteDef { gateway_url: r.gateway_url.clone(), service_relative_url: r.service_url.clone() }).collect(),
+        routes: m
+            .routes
+            .iter()
+            .map(|r| RouteDef { gateway_url: r.gateway_url.clone(), service_relative_url: r.service_url.clone() })
+            .collect(),
         // The metadata reader accepts only the schemes the gateway implements.
         scheme: match m.scheme.as_str() {
             "zoweJwt" => Scheme::ZoweJwt,
@@ -175,7 +179,10 @@ mod tests {
         assert_eq!(ids(&s), ["127.0.0.1:sample:1", "127.0.0.1:sample:2"]);
         assert_eq!(s.instances[0].origin, Origin::Static { file: "defs/sample.yml".into() });
         assert_eq!(s.instances[1].origin, Origin::Eureka { key: "SAMPLE/127.0.0.1:sample:2".into() });
-        assert_eq!((s.def.scheme, s.def.title.as_str(), s.def.routes[0].service_relative_url.as_str()), (Scheme::ZoweJwt, "Static sample", "/sample/api/v1"));
+        assert_eq!(
+            (s.def.scheme, s.def.title.as_str(), s.def.routes[0].service_relative_url.as_str()),
+            (Scheme::ZoweJwt, "Static sample", "/sample/api/v1")
+        );
         // Every registration gone: the static instance stays.
         let r = merge(&statics(1), &Registrations::default(), &r, &mut Notes::default());
         assert_eq!(ids(&r.get("sample").unwrap()), ["127.0.0.1:sample:1"]);
@@ -195,7 +202,10 @@ mod tests {
         assert_eq!(s.def.routes[0].gateway_url, "api/v2", "the newest registration's routes");
         assert_eq!((s.def.title.as_str(), s.def.scheme), ("Registered", Scheme::Bypass));
         assert_eq!(ids(&s), ["h:hw:1", "h:hw:2"]);
-        assert_eq!(s.parked.iter().map(|p| (p.instance.id.as_str(), p.status.as_str())).collect::<Vec<_>>(), [("h:hw:3", "OUT_OF_SERVICE"), ("h:hw:4", "DOWN")]);
+        assert_eq!(
+            s.parked.iter().map(|p| (p.instance.id.as_str(), p.status.as_str())).collect::<Vec<_>>(),
+            [("h:hw:3", "OUT_OF_SERVICE"), ("h:hw:4", "DOWN")]
+        );
         // Parked instances are never candidates, not even as a last resort.
         for i in &s.instances {
             i.failed(std::time::Duration::from_secs(60));
@@ -213,7 +223,10 @@ mod tests {
         put(&mut regs, "SAMPLE", "127.0.0.1:sample:2", 2, "UP");
         let mut notes = Notes::default();
         let first = merge(&statics(1), &regs, &Registry::default(), &mut notes);
-        let (stat, reg) = { let s = first.get("sample").unwrap(); (s.instances[0].clone(), s.instances[1].clone()) };
+        let (stat, reg) = {
+            let s = first.get("sample").unwrap();
+            (s.instances[0].clone(), s.instances[1].clone())
+        };
         reg.failed(std::time::Duration::from_secs(60));
         stat.requests.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
         // Out of service, then back: the same instance, still ejected.
