@@ -7,14 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use plexgate_config::{Config, tls};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::api::{AppState, router};
 use crate::error::CacheError;
@@ -22,9 +18,6 @@ use crate::identity::{DeferredTrust, Identities, subject_dn};
 
 /// On SIGTERM, how long open requests (and feed streams) may go on before the process exits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A TLS handshake that takes longer than this is dropped (slow-loris protection).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound, ready caching service.
 pub struct CachingService {
@@ -89,54 +82,9 @@ impl CachingService {
 
     /// Serves until `shutdown` completes, then lets open requests finish (up to the drain timeout).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), CacheError> {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = self.acceptor.clone();
-            let identities = self.identities.clone();
-            let app = self.app.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let identity = identities.of(tls.get_ref().1.peer_certificates());
-                let service = TowerToHyperService::new(
-                    app.layer(Extension(identity)).map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
-                );
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-        tracing::info!("caching service stopping: no new connections; letting open requests finish");
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(self.drain) => tracing::warn!("drain timeout reached with connections still open"),
-        }
+        let (app, identities) = (self.app, self.identities);
+        let per_connection = move |tls: &rustls::ServerConnection| app.clone().layer(Extension(identities.of(tls.peer_certificates())));
+        plexgate_serve::serve(self.listener, self.acceptor, per_connection, shutdown, self.drain).await;
         Ok(())
     }
 }

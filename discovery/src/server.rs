@@ -9,22 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use plexgate_cache_client::{CacheClient, ClientOptions};
 use plexgate_config::{Config, tls};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::api::{ClientCertificate, router};
 use crate::error::DiscoveryError;
 use crate::store::Registrations;
 
-/// A TLS handshake that takes longer than this is dropped (slow-loris protection).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// On SIGTERM, how long open calls may finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the start waits for the registrations before serving anyway (health says DOWN
@@ -71,52 +65,11 @@ impl Discovery {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), DiscoveryError> {
         let sweeper = tokio::spawn(crate::expiry::sweep(self.registrations.clone()));
         let app = router(self.registrations.clone());
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, app, watcher) = (self.acceptor.clone(), app.clone(), graceful.watcher());
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let cert = ClientCertificate(tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
-                let service = TowerToHyperService::new(
-                    app.layer(Extension(cert)).map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
-                );
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
+        let per_connection = move |tls: &rustls::ServerConnection| {
+            app.clone().layer(Extension(ClientCertificate(tls.peer_certificates().is_some_and(|c| !c.is_empty()))))
+        };
+        plexgate_serve::serve(self.listener, self.acceptor, per_connection, shutdown, DRAIN_TIMEOUT).await;
         sweeper.abort();
-        tracing::info!("discovery stopping: no new connections; letting open calls finish");
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timeout reached with connections still open"),
-        }
         Ok(())
     }
 }
