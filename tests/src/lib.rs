@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cluster;
 pub mod distributor;
 pub mod drills;
+pub mod eureka;
 pub mod forge;
 pub mod freeze;
 pub mod https;
