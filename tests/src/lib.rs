@@ -13,6 +13,7 @@ pub mod eureka;
 pub mod forge;
 pub mod freeze;
 pub mod https;
+pub mod nodejs;
 pub mod process;
 pub mod proxy;
 pub mod redis;
