@@ -33,6 +33,10 @@ pub enum Command {
     CachingService(CachingServiceArgs),
     /// Run the gateway of an instance (login, tokens, revocation honoured by every gateway).
     Gateway(InstanceArgs),
+    /// Run the discovery endpoint of an instance: Eureka's REST API (components.discovery.port,
+    /// Zowe's 7553) for Zowe's onboarding enablers; registrations live in the caching service,
+    /// so every gateway routes what any discovery instance took.
+    Discovery(InstanceArgs),
     /// Run the distributor: the virtual address, spreading TCP connections over the gateways;
     /// or write a distributor host's keepalived.conf (`keepalived-config`).
     ///

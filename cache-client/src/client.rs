@@ -159,6 +159,7 @@ impl CacheClient {
         Err(match status {
             StatusCode::NOT_FOUND => ClientError::NotFound,
             StatusCode::CONFLICT => ClientError::Conflict,
+            StatusCode::PRECONDITION_FAILED => ClientError::Changed,
             StatusCode::INSUFFICIENT_STORAGE => ClientError::Full,
             s => ClientError::Rejected { status: s.as_u16(), message: zowe_message(&bytes) },
         })
@@ -197,6 +198,19 @@ impl CacheClient {
     pub async fn map_put_max(&self, map: &str, key: &str, value: u64) -> Result<(), ClientError> {
         let body = json!({"key": key, "value": value.to_string()});
         self.expect(Method::POST, &format!("/cache-list/{}?merge=max", encode(map)), Some(&body), StatusCode::CREATED).await.map(drop)
+    }
+
+    /// `DELETE /cache-list/{map}/{key}`: removes one entry ([`ClientError::NotFound`] when absent).
+    pub async fn map_remove(&self, map: &str, key: &str) -> Result<(), ClientError> {
+        let path = format!("/cache-list/{}/{}", encode(map), encode(key));
+        self.expect(Method::DELETE, &path, None, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
+    /// `DELETE /cache-list/{map}/{key}` with `{"ifValue"}`: removes the entry only while it
+    /// holds `value`, decided in the store; [`ClientError::Changed`] when it holds another.
+    pub async fn map_remove_if(&self, map: &str, key: &str, value: &str) -> Result<(), ClientError> {
+        let path = format!("/cache-list/{}/{}", encode(map), encode(key));
+        self.expect(Method::DELETE, &path, Some(&json!({"ifValue": value})), StatusCode::NO_CONTENT).await.map(drop)
     }
 
     /// `GET /cache-list/{map}` (an unknown map is empty).

@@ -9,6 +9,9 @@ pub enum ClientError {
     /// The key exists already (409).
     #[error("the key exists already")]
     Conflict,
+    /// A conditional removal found another value (412).
+    #[error("the entry holds another value")]
+    Changed,
     /// The caching service's storage is full (507).
     #[error("the caching service's storage is full")]
     Full,

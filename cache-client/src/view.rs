@@ -133,6 +133,11 @@ impl MapView {
         self.read().get(map).and_then(|m| m.get(key)).cloned()
     }
 
+    /// Every entry of `map`, copied out (empty when the view has no such map).
+    pub fn entries(&self, map: &str) -> HashMap<String, String> {
+        self.read().get(map).cloned().unwrap_or_default()
+    }
+
     /// Whether `map` has `key`.
     pub fn contains(&self, map: &str, key: &str) -> bool {
         self.read().get(map).is_some_and(|m| m.contains_key(key))
@@ -141,6 +146,11 @@ impl MapView {
     /// Applies a write this process just made, before the feed echoes it back.
     pub fn apply_local(&self, map: &str, key: &str, value: &str) {
         apply(&self.inner, MapChange::Put { map: map.to_owned(), key: key.to_owned(), value: value.to_owned() });
+    }
+
+    /// Applies a removal this process just made, before the feed echoes it back.
+    pub fn remove_local(&self, map: &str, key: &str) {
+        apply(&self.inner, MapChange::Delete { map: map.to_owned(), key: key.to_owned() });
     }
 
     /// The epoch of the store the view follows, once a snapshot is loaded.

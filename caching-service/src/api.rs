@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::error::CacheError;
 use crate::identity::{DN_HEADER, PeerIdentity, SERVICE_ID_HEADER, namespace};
 use crate::metrics as m;
-use crate::storage::{Entry, Merge, Room, Storage, now_millis};
+use crate::storage::{Entry, Merge, Removal, Room, Storage, now_millis};
 
 /// Base path of the API.
 pub const BASE: &str = "/cachingservice/api/v1";
@@ -55,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cache/{*key}", get(read).delete(remove))
         .route("/cache-list", get(list_maps))
         .route("/cache-list/{map}", get(read_map).post(put_map))
+        .route("/cache-list/{map}/{key}", delete(remove_map_entry))
         .route("/cache-list/evict/tokens/{map}", delete(evict_tokens))
         .route("/cache-list/evict/rules/{map}", delete(evict_rules))
         .route("/feed", get(crate::feed::feed));
@@ -224,6 +225,45 @@ async fn put_map(
     let kv = key_value(body, s.max_body).await?;
     s.storage.map_put(&ns, room(&peer, &headers), &map, &kv.key, &kv.value, merge).await?;
     Ok(StatusCode::CREATED)
+}
+
+/// The optional body of `DELETE /cache-list/{map}/{key}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RemoveCondition {
+    /// Remove only while the entry holds exactly this value.
+    if_value: String,
+}
+
+/// `DELETE /cache-list/{map}/{key}` (plexgate's own): removes one map entry, 204, or 404 when
+/// absent. With a body `{"ifValue": "..."}` only while the entry still holds that value, else
+/// 412: the discovery service expires a registration so, and a renewal written meanwhile
+/// through another instance wins.
+async fn remove_map_entry(
+    State(s): St,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    Path((map, key)): Path<(String, String)>,
+    body: Body,
+) -> Result<StatusCode, CacheError> {
+    let ns = namespace(&peer, &headers)?;
+    check_map(&map)?;
+    check_key(&key)?;
+    let bytes = read_body(body, s.max_body).await?;
+    let room = room(&peer, &headers);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return match s.storage.map_remove(&ns, room, &map, std::slice::from_ref(&key)).await? {
+            0 => Err(CacheError::NotFound(key)),
+            _ => Ok(StatusCode::NO_CONTENT),
+        };
+    }
+    let cond: RemoveCondition = serde_json::from_slice(&bytes)
+        .map_err(|e| CacheError::BadPayload(format!("expected {{\"ifValue\": \"...\"}} or no body ({e})")))?;
+    match s.storage.map_remove_if(&ns, room, &map, &key, &cond.if_value).await? {
+        Removal::Removed => Ok(StatusCode::NO_CONTENT),
+        Removal::Absent => Err(CacheError::NotFound(key)),
+        Removal::Changed => Err(CacheError::Changed(key)),
+    }
 }
 
 async fn read_map(

@@ -21,6 +21,9 @@ pub enum CacheError {
     /// `POST /cache` of a key that exists.
     #[error("Adding key '{0}' resulted in a collision in the cache.")]
     Conflict(String),
+    /// A conditional removal (`ifValue`) of a key that holds another value now.
+    #[error("Key '{0}' holds another value than the one the removal was conditional on.")]
+    Changed(String),
     /// The store holds `storage.size` entries and the strategy is `reject` (or only map entries are left).
     #[error("Insufficient storage space limit.")]
     Full,
@@ -94,6 +97,13 @@ impl CacheError {
                 "org.zowe.apiml.cache.keyCollision",
                 "Key is already in the cache.",
                 "Update or delete the key, or add a different key.",
+            ),
+            CacheError::Changed(_) => d(
+                S::PRECONDITION_FAILED,
+                "ZWECS138E",
+                "org.zowe.apiml.cache.valueChanged",
+                "The entry changed since the value the removal was conditional on was read.",
+                "Read the entry again and decide on its current value.",
             ),
             CacheError::Full => d(
                 S::INSUFFICIENT_STORAGE,

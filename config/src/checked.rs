@@ -42,6 +42,8 @@ pub struct Config {
     pub caching_service_urls: Vec<String>,
     /// The distributor.
     pub distributor: DistributorConfig,
+    /// The discovery endpoint of this instance.
+    pub discovery: DiscoveryConfig,
     /// z/OSMF, when configured.
     pub zosmf: Option<ZosmfConfig>,
     /// Ports of the built-in sample service's instances (empty: not run).
@@ -112,9 +114,27 @@ pub struct Instance {
     pub gateway_port: Option<u16>,
     /// Its caching-service port, when its caching service is enabled.
     pub caching_service_port: Option<u16>,
+    /// Its discovery port, when its discovery endpoint is enabled.
+    pub discovery_port: Option<u16>,
     /// Whether it is a distributor host (`haInstances.<id>.components.distributor.enabled: true`
     /// in its view): `plexgate up --ha-instance <id>` runs a distributor there.
     pub distributor: bool,
+}
+
+/// The discovery endpoint of this instance (`components.discovery`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Host it listens on.
+    pub host: String,
+    /// Its HTTPS port.
+    pub port: u16,
+    /// Most instances kept registered.
+    pub max_instances: usize,
+    /// Its certificates (`components.discovery.certificate` over `zowe.certificate`).
+    pub certificates: Certificates,
 }
 
 /// The gateway of this instance.

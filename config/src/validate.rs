@@ -246,6 +246,14 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
             );
         }
     }
+    let d = &y.components.discovery;
+    let discovery = DiscoveryConfig {
+        enabled: d.enabled,
+        host: host.clone(),
+        port: ctx.port("components.discovery.port", d.port),
+        max_instances: ctx.at_least("components.discovery.maxInstances", d.max_instances, 1) as usize,
+        certificates: certs::resolve(ctx, "components.discovery.certificate", &z.certificate, d.certificate.as_ref(), &workspace_directory),
+    };
     let zosmf = zosmf(ctx, y.zosmf.as_ref(), gateway.auth_provider, gateway.enabled);
     let sample = &y.components.sample_service;
     let sample_service_ports = if sample.enabled {
@@ -268,6 +276,7 @@ fn build<'a>(ctx: &mut Ctx<'a>, y: &ZoweYaml, ids: &'a [String]) -> Config {
         caching_service,
         caching_service_urls,
         distributor,
+        discovery,
         zosmf,
         sample_service_ports,
     }
@@ -335,6 +344,8 @@ fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
         let gateway_port = g.enabled.then(|| ctx.port("components.gateway.port", g.port));
         let c = &y.components.caching_service;
         let caching_service_port = c.enabled.then(|| ctx.port("components.caching-service.port", c.port));
+        let d = &y.components.discovery;
+        let discovery_port = d.enabled.then(|| ctx.port("components.discovery.port", d.port));
         let shared = ["redis", "replicated"].iter().any(|m| c.storage.mode.eq_ignore_ascii_case(m));
         let embedded = c.enabled && !shared;
         ctx.instance = save;
@@ -345,7 +356,15 @@ fn instances<'a>(ctx: &mut Ctx<'a>, ids: &'a [String]) -> Vec<Instance> {
             replicas += 1;
         }
         let distributor = y.components.distributor.enabled == Some(true);
-        out.push(Instance { id: id.clone(), hostname, sysname: inst.sysname.clone(), gateway_port, caching_service_port, distributor });
+        out.push(Instance {
+            id: id.clone(),
+            hostname,
+            sysname: inst.sysname.clone(),
+            gateway_port,
+            caching_service_port,
+            discovery_port,
+            distributor,
+        });
     }
     if replicas == 2 {
         ctx.warn(

@@ -277,6 +277,11 @@ fn opt_str<'a>(o: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>
     }
 }
 
+/// Checks an application name as a path names it.
+pub fn check_app(app: &str) -> Result<(), DiscoveryError> {
+    check_name("app (in the path)", app)
+}
+
 fn check_name(field: &str, s: &str) -> Result<(), DiscoveryError> {
     if s.is_empty() || s.len() > MAX_NAME {
         return Err(DiscoveryError::field(field, format!("must be 1 to {MAX_NAME} characters")));
@@ -377,6 +382,13 @@ fn lease(o: &Map<String, Value>) -> Result<Lease, DiscoveryError> {
         ));
     }
     Ok(lease)
+}
+
+/// Checks flat metadata (after a `PUT .../metadata` update) by a registration's rules.
+pub fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), DiscoveryError> {
+    let mut o = Map::new();
+    o.insert("metadata".into(), Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect()));
+    metadata(&o).map(drop)
 }
 
 fn metadata(o: &Map<String, Value>) -> Result<BTreeMap<String, String>, DiscoveryError> {

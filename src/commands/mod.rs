@@ -2,6 +2,7 @@
 
 mod caching_service;
 mod config;
+mod discovery;
 mod distributor;
 mod gateway;
 mod keepalived;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             None => caching_service::run(&args.run),
         },
         Command::Gateway(args) => gateway::run(&args),
+        Command::Discovery(args) => discovery::run(&args),
         Command::Distributor(args) => match &args.action {
             Some(DistributorAction::KeepalivedConfig(a)) => keepalived::config(a),
             Some(DistributorAction::Check(a)) => keepalived::check(a),

@@ -141,6 +141,12 @@ fn plan(config: &Config, arg: &ConfigArg) -> Vec<Spec> {
     if config.instances.is_empty() && config.gateway.enabled {
         specs.push(Spec::plexgate("gateway".to_owned(), with("gateway", &[])));
     }
+    for i in config.instances.iter().filter(|i| i.discovery_port.is_some()) {
+        specs.push(Spec::plexgate(format!("discovery-{}", i.id), with("discovery", &["--ha-instance".to_owned(), i.id.clone()])));
+    }
+    if config.instances.is_empty() && config.discovery.enabled {
+        specs.push(Spec::plexgate("discovery".to_owned(), with("discovery", &[])));
+    }
     if config.distributor.enabled {
         specs.push(Spec::plexgate("distributor".to_owned(), with("distributor", &[])));
     }
@@ -180,6 +186,9 @@ fn plan_instance(config: &Config, arg: &ConfigArg, id: &str) -> Vec<Spec> {
     }
     if me.gateway_port.is_some() {
         specs.push(Spec::plexgate(format!("gateway-{id}"), args("gateway")));
+    }
+    if me.discovery_port.is_some() {
+        specs.push(Spec::plexgate(format!("discovery-{id}"), args("discovery")));
     }
     if me.distributor {
         specs.push(Spec::plexgate(format!("distributor-{id}"), args("distributor")));
@@ -317,6 +326,16 @@ fn write_sample_definition(config: &Config) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `https://host:port/eureka/` of every discovery endpoint `up` runs.
+fn discovery_urls(config: &Config) -> Vec<String> {
+    let mut urls: Vec<String> =
+        config.instances.iter().filter_map(|i| i.discovery_port.map(|p| format!("https://{}:{p}/eureka/", i.hostname))).collect();
+    if config.instances.is_empty() && config.discovery.enabled {
+        urls.push(format!("https://{}:{}/eureka/", config.discovery.host, config.discovery.port));
+    }
+    urls
+}
+
 fn print_banner(config: &Config, started: Instant) {
     let (host, port) = if config.distributor.enabled {
         (config.distributor.address.clone(), config.distributor.port)
@@ -336,5 +355,8 @@ fn print_banner(config: &Config, started: Instant) {
     println!(
         "       zowe auth login apiml --host {host} --port {port} --user {DEMO_USER} --password PASSWORD --reject-unauthorized false --show-token"
     );
+    for url in discovery_urls(config) {
+        println!("[up] onboard services with Zowe's enablers at discovery (Eureka): {url}");
+    }
     println!("[up] Ctrl-C stops everything.");
 }

@@ -72,6 +72,33 @@ fn case_maps(cs: &CachingService) {
     assert_eq!(unknown.json::<Value>().unwrap(), json!({}));
 }
 
+/// `DELETE /cache-list/{map}/{key}`, plain and conditional on the value still held
+/// (`{"ifValue"}`, 412 when it changed): what the discovery service expires leases with.
+fn case_map_entry_removal(cs: &CachingService) {
+    let c = cs.ws.client();
+    let entry = |key: &str| cs.api(&format!("/cache-list/regs/{}", encode(key)));
+    let map = || c.get(cs.api("/cache-list/regs")).send().unwrap().json::<Value>().unwrap();
+    assert_eq!(post(&c, cs, "/cache-list/regs", json!({"key": "APP/h:app:1", "value": "renewed 2"})).status(), 201);
+    assert_eq!(post(&c, cs, "/cache-list/regs", json!({"key": "other", "value": "x"})).status(), 201);
+    // A decision taken on an older value does not remove the newer one.
+    zowe_error(c.delete(entry("APP/h:app:1")).json(&json!({"ifValue": "renewed 1"})).send().unwrap(), 412, "ZWECS138E");
+    assert_eq!(map(), json!({"APP/h:app:1": "renewed 2", "other": "x"}));
+    assert_eq!(c.delete(entry("APP/h:app:1")).json(&json!({"ifValue": "renewed 2"})).send().unwrap().status(), 204);
+    assert_eq!(map(), json!({"other": "x"}));
+    zowe_error(c.delete(entry("APP/h:app:1")).json(&json!({"ifValue": "renewed 2"})).send().unwrap(), 404, "ZWECS131E");
+    // Without a body: unconditional.
+    assert_eq!(c.delete(entry("other")).send().unwrap().status(), 204);
+    zowe_error(c.delete(entry("other")).send().unwrap(), 404, "ZWECS131E");
+    assert_eq!(map(), json!({}));
+    // A body that is no condition is refused, and removes nothing.
+    assert_eq!(post(&c, cs, "/cache-list/regs", json!({"key": "k", "value": "v"})).status(), 201);
+    for bad in ["{", "{\"ifValue\": 3}", "{\"value\": \"v\"}", "[]"] {
+        let resp = c.delete(entry("k")).header("content-type", "application/json").body(bad).send().unwrap();
+        zowe_error(resp, 400, "ZWECS130E");
+    }
+    assert_eq!(map(), json!({"k": "v"}));
+}
+
 fn case_evictions(cs: &CachingService) {
     let c = cs.ws.client();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
@@ -373,6 +400,7 @@ macro_rules! contract_suite {
             #[test] fn crud() { if let Some(cs) = start() { case_crud(&cs) } }
             #[test] fn utf8_keys_round_trip() { if let Some(cs) = start() { case_utf8_keys_round_trip(&cs) } }
             #[test] fn maps() { if let Some(cs) = start() { case_maps(&cs) } }
+            #[test] fn map_entry_removal() { if let Some(cs) = start() { case_map_entry_removal(&cs) } }
             #[test] fn evictions() { if let Some(cs) = start() { case_evictions(&cs) } }
             #[test] fn bad_input() { if let Some(cs) = start() { case_bad_input(&cs) } }
             #[test] fn namespaces_are_isolated() { if let Some(cs) = start() { case_namespaces_are_isolated(&cs) } }

@@ -105,6 +105,28 @@ pub enum Merge {
     Max,
 }
 
+/// What [`Storage::map_remove_if`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The entry held the expected value and is gone.
+    Removed,
+    /// There was no such entry.
+    Absent,
+    /// The entry holds another value and stays.
+    Changed,
+}
+
+impl Removal {
+    /// The count [`embedded::apply`] returns for it (the replicated store applies the same).
+    pub(crate) fn from_count(n: u64) -> Removal {
+        match n {
+            1 => Removal::Removed,
+            0 => Removal::Absent,
+            _ => Removal::Changed,
+        }
+    }
+}
+
 /// Maps of one namespace as of one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
@@ -163,6 +185,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn maps(&self, ns: &str) -> Result<BTreeMap<String, MapEntries>, CacheError>;
     /// Removes `keys` from `map` (absent ones are skipped); recorded in the feed. Returns how many went.
     async fn map_remove(&self, ns: &str, room: Room, map: &str, keys: &[String]) -> Result<usize, CacheError>;
+    /// Removes `key` from `map` only while its stored value is `expected`, decided inside the
+    /// store's write (compare-and-delete): a decision taken on a value read earlier (a lease
+    /// that ran out) never removes a value written since (a renewal through another instance).
+    async fn map_remove_if(&self, ns: &str, room: Room, map: &str, key: &str, expected: &str) -> Result<Removal, CacheError>;
     /// `maps` of the namespace, the revision they are at and the epoch, read consistently.
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError>;
     /// Changes (of any namespace) after `revision` of `epoch`, at most `limit` of them; an

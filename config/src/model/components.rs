@@ -12,6 +12,11 @@ use super::{Certificate, Dur, Secret};
 pub const DEFAULT_GATEWAY_PORT: i64 = 7554;
 /// Caching service port (Zowe's).
 pub const DEFAULT_CACHING_SERVICE_PORT: i64 = 7555;
+/// Zowe's discovery service port (`components.discovery.port`).
+pub const DEFAULT_DISCOVERY_PORT: i64 = 7553;
+/// Most instances the discovery service keeps registered (registrations are the gateways'
+/// own state, never refused for room other callers took, so they are bounded here).
+pub const DEFAULT_DISCOVERY_MAX_INSTANCES: i64 = 10_000;
 /// Largest caching-service request body, in bytes.
 pub const DEFAULT_MAX_REQUEST_SIZE: i64 = 1024 * 1024;
 /// Changes the caching service keeps for reconnecting feed subscribers.
@@ -68,9 +73,51 @@ pub struct Components {
     pub caching_service: CachingService,
     /// `components.distributor`: our own section.
     pub distributor: Distributor,
+    /// `components.discovery`: the Eureka-compatible endpoint onboarding enablers register with.
+    pub discovery: Discovery,
     /// `components.sample-service`: our own; the built-in sample API service `plexgate up` runs.
     #[serde(rename = "sample-service")]
     pub sample_service: SampleService,
+}
+
+/// `components.discovery`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Discovery {
+    /// Whether this instance runs a discovery endpoint (default false).
+    pub enabled: bool,
+    /// HTTPS port (Zowe's 7553).
+    pub port: i64,
+    /// Our own: most instances kept registered; a registration beyond is refused (507).
+    pub max_instances: i64,
+    /// Certificates of this component, overriding `zowe.certificate`.
+    pub certificate: Option<Certificate>,
+    /// Zowe's (accepted, unused).
+    pub debug: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub apiml: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub server: Option<Value>,
+    /// Zowe's (accepted, unused).
+    pub spring: Option<Value>,
+    /// Zowe's (accepted, unused: every plexgate discovery instance reads the one shared store).
+    pub replicas: Option<Value>,
+}
+
+impl Default for Discovery {
+    fn default() -> Discovery {
+        Discovery {
+            enabled: false,
+            port: DEFAULT_DISCOVERY_PORT,
+            max_instances: DEFAULT_DISCOVERY_MAX_INSTANCES,
+            certificate: None,
+            debug: None,
+            apiml: None,
+            server: None,
+            spring: None,
+            replicas: None,
+        }
+    }
 }
 
 /// `components.sample-service`.

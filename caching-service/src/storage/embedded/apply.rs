@@ -78,6 +78,19 @@ pub enum Write {
         /// Keys.
         keys: Vec<String>,
     },
+    /// `key` of `map` goes if its value is `expected`.
+    MapRemoveIf {
+        /// Namespace.
+        ns: String,
+        /// Whether it counted.
+        room: Room,
+        /// Map.
+        map: String,
+        /// Key.
+        key: String,
+        /// The value it must still hold.
+        expected: String,
+    },
     /// The store's epoch becomes `epoch` (a replicated group's id, set once by its first leader).
     SetEpoch {
         /// The epoch.
@@ -174,6 +187,24 @@ pub fn apply(txn: &WriteTransaction, limits: Limits, w: Write) -> Result<u64, Ca
                 count(txn, &ns, -(removed as i64))?;
             }
             Ok(removed as u64)
+        }
+        Write::MapRemoveIf { ns, room, map, key, expected } => {
+            // 1 removed, 0 absent, 2 another value (see `Removal::from_count`).
+            let mut table = txn.open_table(MAPS)?;
+            let held = table.get((ns.as_str(), map.as_str(), key.as_str()))?.map(|v| v.value() == expected);
+            match held {
+                None => Ok(0),
+                Some(false) => Ok(2),
+                Some(true) => {
+                    table.remove((ns.as_str(), map.as_str(), key.as_str()))?;
+                    drop(table);
+                    record(txn, limits, &ns, &map, Op::Delete { key })?;
+                    if room == Room::Counted {
+                        count(txn, &ns, -1)?;
+                    }
+                    Ok(1)
+                }
+            }
         }
         Write::SetEpoch { epoch } => {
             txn.open_table(IDENT)?.insert("epoch", epoch.as_str())?;

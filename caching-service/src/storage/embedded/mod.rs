@@ -27,7 +27,7 @@ mod apply;
 use apply::get;
 pub use apply::{Write, apply};
 
-use super::{Entry, Limits, MapEntries, Merge, Room, Since, Snapshot, Storage, new_epoch, now_millis};
+use super::{Entry, Limits, MapEntries, Merge, Removal, Room, Since, Snapshot, Storage, new_epoch, now_millis};
 use crate::error::CacheError;
 
 /// `(namespace, key)` -> `(creation sequence, created millis, value)`.
@@ -310,6 +310,11 @@ impl Storage for Embedded {
     async fn map_remove(&self, ns: &str, room: Room, map: &str, keys: &[String]) -> Result<usize, CacheError> {
         let w = Write::MapRemove { ns: ns.to_owned(), room, map: map.to_owned(), keys: keys.to_vec() };
         self.write(move |txn, limits| apply(txn, limits, w)).await.map(|n| n as usize)
+    }
+
+    async fn map_remove_if(&self, ns: &str, room: Room, map: &str, key: &str, expected: &str) -> Result<Removal, CacheError> {
+        let w = Write::MapRemoveIf { ns: ns.to_owned(), room, map: map.to_owned(), key: key.to_owned(), expected: expected.to_owned() };
+        self.write(move |txn, limits| apply(txn, limits, w)).await.map(Removal::from_count)
     }
 
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {

@@ -107,7 +107,7 @@ use self::follow::Revisions;
 use self::link::{Conn, Link};
 use self::reply::{array, bad_reply, change, entry, int, pairs, text};
 use self::scripts::{AGE, COUNT, EPOCH, FEED, NS_COUNT, REV, SCRIPTS, SEQ};
-use super::{Entry, Limits, MapEntries, Merge, Room, Since, Snapshot, Storage, new_epoch, now_millis};
+use super::{Entry, Limits, MapEntries, Merge, Removal, Room, Since, Snapshot, Storage, new_epoch, now_millis};
 use crate::error::CacheError;
 
 /// How long a replica count read with `ROLE` is trusted.
@@ -471,6 +471,21 @@ impl Storage for RedisStorage {
             self.after_map_write(o.revision, &mut conn).await;
         }
         Ok(o.n as usize)
+    }
+
+    async fn map_remove_if(&self, ns: &str, room: Room, map: &str, key: &str, expected: &str) -> Result<Removal, CacheError> {
+        let names = [scripts::map(ns, map), scripts::maps(ns)];
+        let hex_map = scripts::hex(map);
+        let args = [ns, map, &hex_map, key, expected];
+        let (o, mut conn) = self.write("map remove if", Retry::OnlyIfRefused, &SCRIPTS.map_remove_if, (ns, room), &names, &args).await?;
+        if let Some(e) = outcome_error(&o, key) {
+            return Err(e);
+        }
+        let removal = Removal::from_count(o.n);
+        if removal == Removal::Removed {
+            self.after_map_write(o.revision, &mut conn).await;
+        }
+        Ok(removal)
     }
 
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {

@@ -222,6 +222,19 @@ if redis.call('EXISTS', KEYS[7]) == 0 then redis.call('SREM', KEYS[8], ARGV[10])
 return {'ok', rev, removed}
 "#;
 
+/// KEYS[7..8] = map hash, map-name set; ARGV[8..12] = namespace, map, hex map, key, the value
+/// it must hold. n: 1 removed, 0 absent, 2 another value.
+const MAP_REMOVE_IF: &str = r#"
+local old = redis.call('HGET', KEYS[7], ARGV[11])
+if not old then return {'ok', 0, 0} end
+if old ~= ARGV[12] then return {'ok', 0, 2} end
+redis.call('HDEL', KEYS[7], ARGV[11])
+local rev = record(ARGV[8], ARGV[9], 'delete', ARGV[11], nil)
+if room ~= 'exempt' then count(hns, -1) end
+if redis.call('EXISTS', KEYS[7]) == 0 then redis.call('SREM', KEYS[8], ARGV[10]) end
+return {'ok', rev, 1}
+"#;
+
 /// KEYS[1] = map-name set; ARGV[1] = map hash prefix. Returns `[hex name, [k, v, ...], ...]`.
 const MAPS: &str = r#"
 local out = {}
@@ -270,6 +283,7 @@ pub(super) struct Scripts {
     pub clear: Script,
     pub map_put: Script,
     pub map_remove: Script,
+    pub map_remove_if: Script,
     pub maps: Script,
     pub snapshot: Script,
     pub since: Script,
@@ -285,6 +299,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         clear: write(CLEAR),
         map_put: write(MAP_PUT),
         map_remove: write(MAP_REMOVE),
+        map_remove_if: write(MAP_REMOVE_IF),
         maps: Script::new(MAPS),
         snapshot: Script::new(SNAPSHOT),
         since: Script::new(SINCE),

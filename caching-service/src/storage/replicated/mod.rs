@@ -52,7 +52,7 @@ use self::service::{ReadAnswer, WriteAnswer};
 use self::state_machine::StateMachine;
 use self::types::{Proposal, TypeConfig};
 use super::embedded::{Embedded, Write};
-use super::{Entry, Limits, MapEntries, Merge, Room, Since, Snapshot, Storage, new_epoch, now_millis};
+use super::{Entry, Limits, MapEntries, Merge, Removal, Room, Since, Snapshot, Storage, new_epoch, now_millis};
 use crate::error::CacheError;
 
 /// How long a write or a linearizable read waits for a leader (an election) before 503.
@@ -348,6 +348,10 @@ impl Storage for Replicated {
             return Ok(0);
         }
         self.propose(Write::MapRemove { ns: ns.to_owned(), room, map: map.to_owned(), keys: keys.to_vec() }).await.map(|n| n as usize)
+    }
+    async fn map_remove_if(&self, ns: &str, room: Room, map: &str, key: &str, expected: &str) -> Result<Removal, CacheError> {
+        let w = Write::MapRemoveIf { ns: ns.to_owned(), room, map: map.to_owned(), key: key.to_owned(), expected: expected.to_owned() };
+        self.propose(w).await.map(Removal::from_count)
     }
     async fn snapshot(&self, ns: &str, maps: &[String]) -> Result<Snapshot, CacheError> {
         if !self.r.in_contact() {
