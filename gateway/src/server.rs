@@ -105,6 +105,7 @@ impl GatewayServer {
         let cache = Arc::new(VerifiedCache::new(g.token_cache_size));
         // Four heartbeats missed: the caching service is hung or cut off; follow the next one.
         let feed_idle = (config.caching_service.feed_heartbeat * 4).max(Duration::from_millis(400));
+        routes.follow_registrations(client.clone(), feed_idle);
         let sticky =
             crate::routing::sticky::StickyRoutes::start(client.clone(), g.routing.sticky_idle_timeout, g.evict_interval, feed_idle);
         let revocations = Revocations::start(client, g.staleness_bound, g.evict_interval, feed_idle, cache.clone());

@@ -16,6 +16,8 @@ fn config(ws: &Workspace) -> (u16, String) {
         .replace("port: 7555", &format!("port: {}", free_port()))
         .replace("port: 27555", &format!("port: {}", free_port()))
         .replace("port: 37555", &format!("port: {}", free_port()))
+        .replace("port: 7553", &format!("port: {}", free_port()))
+        .replace("port: 27553", &format!("port: {}", free_port()))
         .replace("ports: [17601, 17602]", &format!("ports: [{}, {}]", free_port(), free_port()))
         // Quick stops, so the test does not wait for production drain times.
         .replace("    method: hotStandby\n", "    method: hotStandby\n    drainTimeout: 2s\n")
@@ -46,6 +48,18 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     let password = logs.split("with password: ").nth(1).unwrap().lines().next().unwrap().trim().to_owned();
     assert!(logs.contains(&format!("northbound URL: https://127.0.0.1:{port}")), "{logs}");
     let http = plexgate_tests::https::client(&ws.ca(), None);
+    // Both discovery endpoints are announced and answer.
+    let discovery: Vec<String> =
+        logs.lines().filter_map(|l| l.split("discovery (Eureka): ").nth(1)).map(|u| u.trim().trim_end_matches("eureka/").to_owned()).collect();
+    assert_eq!(discovery.len(), 2, "one discovery URL per enabled haInstance\n{logs}");
+    for base in &discovery {
+        assert_eventually!(
+            Duration::from_secs(30),
+            http.get(format!("{base}application/health")).send().is_ok_and(|r| r.status() == 200),
+            "discovery {base} UP\n{}",
+            up.logs()
+        );
+    }
     let login = format!("https://127.0.0.1:{port}/gateway/api/v1/auth/login");
     let mut token: Option<String>;
     assert_eventually!(
@@ -101,12 +115,14 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
         "[gateway-lpar1]",
         "[gateway-lpar2]",
         "[sample-1]",
+        "[discovery-lpar1]",
+        "[discovery-lpar2]",
         "[distributor]",
     ];
     assert_eventually!(
         Duration::from_secs(20),
-        children(up.pid()).len() == 8 && names.iter().all(|n| up.logs().contains(n)),
-        "3 caching-service replicas, 2 sample instances, 2 gateways, distributor, each named in the log: {:?}\n{}",
+        children(up.pid()).len() == 10 && names.iter().all(|n| up.logs().contains(n)),
+        "3 caching-service replicas, 2 sample instances, 2 gateways, 2 discovery endpoints, distributor, each named in the log: {:?}\n{}",
         children(up.pid()),
         up.logs()
     );
@@ -124,7 +140,7 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     Command::new("kill").args(["-KILL", &gateway.to_string()]).status().unwrap();
     assert_eventually!(
         Duration::from_secs(20),
-        up.logs().contains("[gateway-lpar2] exited") && children(up.pid()).len() == 8,
+        up.logs().contains("[gateway-lpar2] exited") && children(up.pid()).len() == 10,
         "gateway restarted\n{}",
         up.logs()
     );
@@ -149,7 +165,7 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
         assert_eq!(out.status(), 204, "logout with one caching service down\n{}", up.logs());
         assert_eventually!(
             Duration::from_secs(30),
-            up.logs().contains(&format!("[caching-service-{victim}] exited")) && children(up.pid()).len() == 8,
+            up.logs().contains(&format!("[caching-service-{victim}] exited")) && children(up.pid()).len() == 10,
             "caching service {victim} restarted\n{}",
             up.logs()
         );

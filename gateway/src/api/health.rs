@@ -16,15 +16,17 @@ use serde_json::json;
 use crate::metrics as m;
 use crate::state::Gateway;
 
-/// UP once the revocation view has loaded and while it can be trusted; DRAINING after
+/// UP once the revocation view (and the registrations, so a gateway that just started routes
+/// what is registered) has loaded and while it can be trusted; DRAINING after
 /// SIGTERM; DOWN before it loads, and while it is staler than the staleness bound with no
 /// caching service feeding it (this gateway then cannot know revocation state, so the
 /// distributor should move its clients to a gateway that can).
 fn status(g: &Gateway) -> &'static str {
     let view = g.revocations.status();
+    let registrations = g.routes.registrations_status().is_none_or(|r| r.loaded);
     if g.is_draining() {
         "DRAINING"
-    } else if view.loaded && (view.connected || view.age.is_some_and(|a| a <= g.revocations.staleness_bound())) {
+    } else if view.loaded && registrations && (view.connected || view.age.is_some_and(|a| a <= g.revocations.staleness_bound())) {
         "UP"
     } else {
         "DOWN"
@@ -58,6 +60,10 @@ pub async fn health_details(State(g): State<Arc<Gateway>>) -> Response {
                 "status": if view.loaded { "UP" } else { "DOWN" },
                 "details": {"loaded": view.loaded, "revision": view.revision, "ageMillis": age_ms, "verifiedTokensCached": g.cache.len()},
             },
+            "registrations": g.routes.registrations_status().map(|r| json!({
+                "status": if r.loaded { "UP" } else { "DOWN" },
+                "details": {"loaded": r.loaded, "connected": r.connected, "revision": r.revision, "ageMillis": r.age.map(|a| a.as_millis() as u64), "url": r.url, "lastError": r.last_error},
+            })),
             "cachingService": {
                 "status": if view.connected { "UP" } else { "DOWN" },
                 "details": {"url": view.url, "lastError": view.last_error},
@@ -72,6 +78,7 @@ pub fn admin_router(state: Arc<Gateway>) -> axum::Router {
     axum::Router::new()
         .route("/application/health", axum::routing::get(health_details))
         .route("/application/metrics", axum::routing::get(metrics))
+        .route("/application/services", axum::routing::get(super::services::list))
         .with_state(state)
 }
 

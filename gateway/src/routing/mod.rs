@@ -1,15 +1,22 @@
 //! Routing to API services: `/<serviceId>/<gatewayUrl>/**` to
 //! `<instanceBaseUrl><serviceRelativeUrl>/**` of one healthy instance, with failover.
+//!
+//! The table has two inputs: static definitions (read at start and on SIGHUP) and Eureka
+//! registrations (followed through the caching service's change feed, [`dynamic`]). A change
+//! of either rebuilds it from both ([`merge`]) and swaps it in whole; requests in flight keep
+//! the table they started with.
 
 pub mod definitions;
+pub mod dynamic;
 pub mod forward;
 pub mod idle;
+pub mod merge;
 pub mod registry;
 pub mod sticky;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +24,11 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use plexgate_cache_client::{CacheClient, MapView};
 use plexgate_config::{Config, RoutingConfig, tls};
 
 use crate::error::GatewayError;
-pub use registry::{Instance, Registry, Service};
+pub use registry::{Instance, Origin, Registry, Service};
 
 /// The HTTP(S) client to API services.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, axum::body::Body>;
@@ -40,9 +48,21 @@ pub struct Routes {
     /// Timeouts and retries.
     pub config: RoutingConfig,
     sources: Vec<PathBuf>,
+    /// What the table is built from; held while it is rebuilt, so rebuilds never interleave.
+    inputs: Mutex<Inputs>,
+    /// The view of the registrations map, once followed.
+    registrations: OnceLock<Arc<MapView>>,
     /// Upgraded connections (WebSockets) open now: hyper's graceful shutdown no longer sees
     /// a connection once it is upgraded, so the drain waits on this count too.
     tunnels: tokio::sync::watch::Sender<usize>,
+}
+
+/// The two inputs of the table.
+#[derive(Default)]
+struct Inputs {
+    statics: Vec<definitions::ServiceDef>,
+    registrations: dynamic::Registrations,
+    notes: merge::Notes,
 }
 
 /// One open upgraded connection, counted in [`Routes::tunnels_closed`]'s count while it lives.
@@ -58,7 +78,8 @@ impl Routes {
     /// Reads the static definitions and builds the client.
     pub fn load(config: &Config) -> Result<Arc<Routes>, GatewayError> {
         let g = &config.gateway;
-        let registry = Arc::new(read(&g.static_definitions)?);
+        let statics = read(&g.static_definitions)?;
+        let registry = Arc::new(Registry::new(statics.clone()));
         let mut tls = tls::client_config(&g.certificates, config.tls, config.verify_certificates)
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         tls.alpn_protocols.clear();
@@ -79,6 +100,8 @@ impl Routes {
             tls,
             config: g.routing.clone(),
             sources: g.static_definitions.clone(),
+            inputs: Mutex::new(Inputs { statics, ..Inputs::default() }),
+            registrations: OnceLock::new(),
             tunnels: tokio::sync::watch::Sender::new(0),
         }))
     }
@@ -119,12 +142,64 @@ impl Routes {
         self.registry.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Reads the definitions again (SIGHUP); on errors the old table stays.
+    /// Reads the definitions again (SIGHUP); on errors the old table stays. Registered
+    /// instances stay, and every instance still defined keeps its health. The number of
+    /// static definitions.
     pub fn reload(&self) -> Result<usize, GatewayError> {
-        let fresh = Arc::new(read(&self.sources)?);
-        let n = fresh.all().count();
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let statics = read(&self.sources)?;
+        let n = statics.len();
+        let mut inputs = self.lock_inputs();
+        inputs.statics = statics;
+        self.rebuild(&mut inputs);
         Ok(n)
+    }
+
+    /// Follows the registrations in the caching service from now on (once).
+    pub fn follow_registrations(self: &Arc<Self>, client: CacheClient, feed_idle: Duration) {
+        if self.registrations.get().is_none() {
+            let _ = self.registrations.set(dynamic::follow(self, client, feed_idle));
+        }
+    }
+
+    /// The state of the registrations view, when followed.
+    pub fn registrations_status(&self) -> Option<plexgate_cache_client::ViewStatus> {
+        self.registrations.get().map(|v| v.status())
+    }
+
+    fn registration_put(&self, key: &str, value: &str) {
+        let mut inputs = self.lock_inputs();
+        if inputs.registrations.put(key, value) {
+            tracing::info!(key, "registration changed: routes rebuilt");
+            self.rebuild(&mut inputs);
+        }
+    }
+
+    fn registration_deleted(&self, key: &str) {
+        let mut inputs = self.lock_inputs();
+        if inputs.registrations.delete(key) {
+            tracing::info!(key, "registration removed: routes rebuilt");
+            self.rebuild(&mut inputs);
+        }
+    }
+
+    fn registrations_reset(&self, entries: Vec<(String, String)>) {
+        let mut inputs = self.lock_inputs();
+        let n = entries.len();
+        if inputs.registrations.reset(entries) {
+            tracing::info!(registrations = n, "registrations loaded: routes rebuilt");
+            self.rebuild(&mut inputs);
+        }
+    }
+
+    fn lock_inputs(&self) -> std::sync::MutexGuard<'_, Inputs> {
+        self.inputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rebuild(&self, inputs: &mut Inputs) {
+        let previous = self.registry();
+        let Inputs { statics, registrations, notes } = inputs;
+        let fresh = Arc::new(merge::merge(statics, registrations, &previous, notes));
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
     /// Checks every instance with a health check, forever, every `interval`.
@@ -137,12 +212,20 @@ impl Routes {
                 let registry = r.registry();
                 let mut checks = Vec::new();
                 for service in registry.all() {
-                    let Some(path) = service.def.health_check.clone() else { continue };
                     let connect = service.def.connect_timeout;
                     for instance in &service.instances {
-                        let (r, instance, path) = (r.clone(), instance.clone(), path.clone());
+                        // A registration's own healthCheckUrl first, else the definition's path.
+                        let uri = match (&instance.health_url, &service.def.health_check) {
+                            (Some(u), _) => Ok(u.clone()),
+                            (None, Some(path)) => forward::join(&instance.base, path, None),
+                            (None, None) => continue,
+                        };
+                        let (r, instance) = (r.clone(), instance.clone());
                         checks.push(tokio::spawn(async move {
-                            let up = r.probe(&instance, &path, connect).await;
+                            let up = match uri {
+                                Ok(uri) => r.probe(uri, connect).await,
+                                Err(_) => false,
+                            };
                             instance.checked(up);
                         }));
                     }
@@ -156,11 +239,7 @@ impl Routes {
         });
     }
 
-    async fn probe(&self, instance: &Instance, path: &str, connect_timeout: Option<Duration>) -> bool {
-        let uri = match forward::join(&instance.base, path, None) {
-            Ok(u) => u,
-            Err(_) => return false,
-        };
+    async fn probe(&self, uri: http::Uri, connect_timeout: Option<Duration>) -> bool {
         let req = http::Request::get(uri).body(axum::body::Body::new(Empty::<Bytes>::new()));
         let Ok(req) = req else { return false };
         let timeout = connect_timeout.unwrap_or(self.config.connect_timeout) + Duration::from_secs(2);
@@ -196,7 +275,7 @@ fn pooled(tls: &rustls::ClientConfig, connect_timeout: Duration, http2: bool) ->
         .build(https)
 }
 
-fn read(paths: &[PathBuf]) -> Result<Registry, GatewayError> {
+fn read(paths: &[PathBuf]) -> Result<Vec<definitions::ServiceDef>, GatewayError> {
     let loaded = definitions::load(paths);
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -205,5 +284,5 @@ fn read(paths: &[PathBuf]) -> Result<Registry, GatewayError> {
         return Err(GatewayError::Internal(format!("static service definitions: {}", loaded.errors.join("; "))));
     }
     tracing::info!(services = loaded.services.len(), "static service definitions loaded");
-    Ok(Registry::new(loaded.services))
+    Ok(loaded.services)
 }

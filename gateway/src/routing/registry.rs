@@ -1,8 +1,14 @@
 //! The services and their instances: which instance gets a request (round-robin over the
 //! healthy ones, then the others as fallbacks), and what their health is (active checks on
 //! `healthCheckRelativeUrl`, passive ejection on failures with gradual return).
+//!
+//! A service's instances come from its static definition, from Eureka registrations, or both
+//! (see [`super::merge`]); each instance says where it came from ([`Origin`]). Registered
+//! instances whose Eureka status is not UP are kept aside ([`Parked`]): listed, never a
+//! candidate, not even a last resort.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +30,31 @@ struct Health {
     failures: u32,
 }
 
+/// Where an instance came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A static definition file (it stays until the file says otherwise).
+    Static {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// A Eureka registration (it stays while the registration is in the caching service).
+    Eureka {
+        /// Its key in the `eurekaRegistrations` map (`APP/instanceId`).
+        key: String,
+    },
+}
+
+impl Origin {
+    /// `static` or `eureka`, for listings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Origin::Static { .. } => "static",
+            Origin::Eureka { .. } => "eureka",
+        }
+    }
+}
+
 /// One instance of a service.
 #[derive(Debug)]
 pub struct Instance {
@@ -31,6 +62,11 @@ pub struct Instance {
     pub id: String,
     /// Its base URL.
     pub base: Uri,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its own health check (a registration's `healthCheckUrl`); without one, the service's
+    /// `healthCheckRelativeUrl` applies.
+    pub health_url: Option<Uri>,
     health: Mutex<Health>,
     /// Requests sent to it.
     pub requests: AtomicU64,
@@ -69,6 +105,19 @@ impl std::fmt::Debug for InstanceMetrics {
 }
 
 impl Instance {
+    /// A new instance, healthy until a check or a failure says otherwise.
+    pub fn new(service_id: &str, id: String, base: Uri, origin: Origin, health_url: Option<Uri>) -> Instance {
+        Instance {
+            metrics: InstanceMetrics::new(service_id, &id),
+            id,
+            base,
+            origin,
+            health_url,
+            health: Mutex::new(Health { checked_up: true, ejected_until: None, failures: 0 }),
+            requests: AtomicU64::new(0),
+        }
+    }
+
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -128,17 +177,34 @@ impl Instance {
     }
 }
 
+/// A registered instance whose Eureka status is not UP: listed, never sent a request.
+#[derive(Debug, Clone)]
+pub struct Parked {
+    /// The instance (kept, so its health and metrics survive a return to UP).
+    pub instance: Arc<Instance>,
+    /// Its Eureka status (DOWN, OUT_OF_SERVICE, STARTING, UNKNOWN).
+    pub status: plexgate_discovery::Status,
+}
+
 /// One service and its instances.
 #[derive(Debug)]
 pub struct Service {
-    /// Its definition.
+    /// Its definition (for a service only registered, made from the registration's metadata).
     pub def: ServiceDef,
-    /// Its instances, in definition order.
+    /// The instances that may get requests: static ones in definition order, then the
+    /// registered ones that are UP.
     pub instances: Vec<Arc<Instance>>,
+    /// Registered instances that are not UP.
+    pub parked: Vec<Parked>,
     next: AtomicUsize,
 }
 
 impl Service {
+    /// A service with its routable and parked instances.
+    pub fn new(def: ServiceDef, instances: Vec<Arc<Instance>>, parked: Vec<Parked>) -> Service {
+        Service { def, instances, parked, next: AtomicUsize::new(0) }
+    }
+
     /// Instances to try, in order: the available ones starting at the round-robin position,
     /// then the unavailable ones (a last resort, still better than refusing).
     pub fn candidates(&self) -> Vec<Arc<Instance>> {
@@ -167,31 +233,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// From checked definitions.
+    /// From checked definitions alone.
     pub fn new(defs: Vec<ServiceDef>) -> Registry {
-        let services = defs
-            .into_iter()
-            .map(|def| {
-                let instances = def
-                    .instances
-                    .iter()
-                    .map(|base| {
-                        let host = base.host().unwrap_or("");
-                        let port = base.port_u16().unwrap_or(if base.scheme_str() == Some("http") { 80 } else { 443 });
-                        let id = format!("{host}:{}:{port}", def.service_id);
-                        Arc::new(Instance {
-                            metrics: InstanceMetrics::new(&def.service_id, &id),
-                            id,
-                            base: base.clone(),
-                            health: Mutex::new(Health { checked_up: true, ejected_until: None, failures: 0 }),
-                            requests: AtomicU64::new(0),
-                        })
-                    })
-                    .collect();
-                (def.service_id.clone(), Arc::new(Service { def, instances, next: AtomicUsize::new(0) }))
+        super::merge::merge(&defs, &super::dynamic::Registrations::default(), &Registry::default(), &mut super::merge::Notes::default())
+    }
+
+    /// From services, by id.
+    pub fn from_services(services: impl IntoIterator<Item = Service>) -> Registry {
+        Registry { services: services.into_iter().map(|s| (s.def.service_id.clone(), Arc::new(s))).collect() }
+    }
+
+    /// Every instance, routable or parked, by (service id, instance id): what a rebuild reuses.
+    pub fn instances_by_id(&self) -> std::collections::HashMap<(&str, &str), &Arc<Instance>> {
+        self.services
+            .values()
+            .flat_map(|s| {
+                let id = s.def.service_id.as_str();
+                s.instances.iter().chain(s.parked.iter().map(|p| &p.instance)).map(move |i| ((id, i.id.as_str()), i))
             })
-            .collect();
-        Registry { services }
+            .collect()
     }
 
     /// A service by id (case-insensitive).
