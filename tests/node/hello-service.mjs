@@ -2,7 +2,7 @@
 // (@zowe/apiml-onboarding-enabler-nodejs): it serves HTTPS with the certificate named in
 // config/service-configuration.yml (in its working directory), registers with the discovery
 // services listed there, renews its lease, and on SIGTERM or SIGINT calls the enabler's
-// unregisterFromEureka() before it exits.
+// unregisterFromEureka() and exits once the enabler says its DELETE is done (0; 1 if it failed).
 //
 //   node hello-service.mjs PORT        (APIML_ENABLER = the enabler's src/index.js)
 //
@@ -44,18 +44,30 @@ server.listen(port, '127.0.0.1', () => {
   enabler.connectToEureka();
 });
 
+// unregisterFromEureka() takes no callback and the process does not end by itself after it:
+// the enabler never reads the body of its registration's 204, so that socket stays open. The
+// enabler's own log line is the only sign that its DELETE finished; exit on it.
+for (const level of ['info', 'warn']) {
+  const original = console[level].bind(console);
+  console[level] = (...args) => {
+    original(...args);
+    const line = args.map(String).join(' ');
+    if (stopping && line.startsWith('de-registered with eureka')) process.exit(0);
+    if (stopping && line.startsWith('Error deregistering')) process.exit(1);
+  };
+}
+
 let stopping = false;
 function stop(signal) {
   if (stopping) return;
   stopping = true;
   console.log(`${signal}: stopping`);
-  // Clears the heartbeat and registry timers and sends DELETE /eureka/apps/APP/instanceId;
-  // the process exits once that call and the open connections are done.
+  // Clears the heartbeat and registry timers and sends DELETE /eureka/apps/APP/instanceId.
   enabler.unregisterFromEureka();
   server.close();
   server.closeAllConnections();
   setTimeout(() => {
-    console.log('deregistration did not finish within 5 s; exiting');
+    console.log(`deregistration did not finish within 5 s; exiting (still active: ${process.getActiveResourcesInfo()})`);
     process.exit(1);
   }, 5000).unref();
 }

@@ -49,8 +49,11 @@ fn up_runs_everything_serves_logins_and_routes_through_the_distributor_and_stops
     assert!(logs.contains(&format!("northbound URL: https://127.0.0.1:{port}")), "{logs}");
     let http = plexgate_tests::https::client(&ws.ca(), None);
     // Both discovery endpoints are announced and answer.
-    let discovery: Vec<String> =
-        logs.lines().filter_map(|l| l.split("discovery (Eureka): ").nth(1)).map(|u| u.trim().trim_end_matches("eureka/").to_owned()).collect();
+    let discovery: Vec<String> = logs
+        .lines()
+        .filter_map(|l| l.split("discovery (Eureka): ").nth(1))
+        .map(|u| u.trim().trim_end_matches("eureka/").to_owned())
+        .collect();
     assert_eq!(discovery.len(), 2, "one discovery URL per enabled haInstance\n{logs}");
     for base in &discovery {
         assert_eventually!(
