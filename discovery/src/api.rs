@@ -34,6 +34,9 @@ type Answer = Result<Response, DiscoveryError>;
 pub fn router(registrations: Arc<Registrations>) -> Router {
     let eureka = Router::new()
         .route("/apps", get(all))
+        // eureka-js-client (inside Zowe's Node.js enabler) fetches the registry as its base
+        // URL `.../eureka/apps/` plus an empty path: the trailing slash is the same read.
+        .route("/apps/", get(all))
         .route("/apps/delta", get(delta))
         .route("/apps/{app}", get(application).post(register))
         .route("/apps/{app}/{id}", get(instance).put(renew).delete(cancel))

@@ -1,5 +1,6 @@
 //! A whole authentication topology as real processes: one caching service and N gateways
-//! (haInstances `g1`..`gN`) sharing one workspace, certificates and users file.
+//! (haInstances `g1`..`gN`) sharing one workspace, certificates and users file, and with
+//! `discovery` on, a discovery service (Eureka) per haInstance, started on demand.
 
 use std::time::Duration;
 
@@ -21,11 +22,14 @@ pub struct ClusterSetup {
     pub storage: &'static str,
     /// Extra YAML under `components.gateway` (indented 4 spaces).
     pub gateway_yaml: String,
+    /// Whether every haInstance has a discovery service (`components.discovery.enabled`, a
+    /// port of its own); none is started until [`Cluster::start_discovery`].
+    pub discovery: bool,
 }
 
 impl Default for ClusterSetup {
     fn default() -> Self {
-        ClusterSetup { gateways: 2, start_gateways: 2, storage: "inMemory", gateway_yaml: String::new() }
+        ClusterSetup { gateways: 2, start_gateways: 2, storage: "inMemory", gateway_yaml: String::new(), discovery: false }
     }
 }
 
@@ -43,6 +47,10 @@ pub struct Cluster {
     pub admin_ports: Vec<u16>,
     /// The caching service's port.
     pub caching_port: u16,
+    /// Discovery services by index (`None` when not running).
+    pub discoveries: Vec<Option<Proc>>,
+    /// Their ports by index (empty without `discovery`).
+    pub discovery_ports: Vec<u16>,
     /// The configuration file.
     pub config: std::path::PathBuf,
     /// An HTTPS client trusting the workspace CA (no client certificate).
@@ -56,17 +64,20 @@ impl Cluster {
         let caching_port = free_port();
         let ports: Vec<u16> = (0..setup.gateways).map(|_| free_port()).collect();
         let admin_ports: Vec<u16> = (0..setup.gateways).map(|_| free_port()).collect();
+        let discovery_ports: Vec<u16> = if setup.discovery { (0..setup.gateways).map(|_| free_port()).collect() } else { Vec::new() };
+        let discovery = if setup.discovery { "  discovery:\n    enabled: true\n" } else { "" };
         // Quick drains by default, so tests that stop gateways do not wait for the production grace.
         let shutdown = if setup.gateway_yaml.contains("shutdown:") { "" } else { "    shutdown: {grace: 300ms, timeout: 5s}\n" };
         let mut yaml = format!(
-            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n{shutdown}{}  caching-service:\n    port: {caching_port}\n    storage: {{mode: {}}}\n    changeFeed: {{heartbeat: 200ms}}\n  distributor: {{enabled: false}}\nhaInstances:\n",
+            "zowe:\n  externalDomains: [127.0.0.1]\n  workspaceDirectory: workspace\ncomponents:\n  gateway:\n    apiml: {{security: {{auth: {{provider: users-file}}}}}}\n{shutdown}{}{discovery}  caching-service:\n    port: {caching_port}\n    storage: {{mode: {}}}\n    changeFeed: {{heartbeat: 200ms}}\n  distributor: {{enabled: false}}\nhaInstances:\n",
             setup.gateway_yaml, setup.storage
         );
         for (i, p) in ports.iter().enumerate() {
             let cs = if i == 0 { "" } else { ", caching-service: {enabled: false}" };
             let admin = admin_ports[i];
+            let ds = discovery_ports.get(i).map(|d| format!(", discovery: {{port: {d}}}")).unwrap_or_default();
             yaml.push_str(&format!(
-                "  g{}:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {p}, admin: {{port: {admin}}}}}{cs}}}\n",
+                "  g{}:\n    hostname: 127.0.0.1\n    components: {{gateway: {{port: {p}, admin: {{port: {admin}}}}}{cs}{ds}}}\n",
                 i + 1
             ));
         }
@@ -82,6 +93,8 @@ impl Cluster {
             ports,
             admin_ports,
             caching_port,
+            discoveries: discovery_ports.iter().map(|_| None).collect(),
+            discovery_ports,
             config,
             http,
         };
@@ -181,10 +194,30 @@ impl Cluster {
         self.http.get(self.auth(i, "/query")).bearer_auth(token).send().expect("query request")
     }
 
+    /// Starts the discovery service of haInstance `g<i+1>` and waits until its health
+    /// endpoint (no client certificate needed there) answers 200.
+    pub fn start_discovery(&mut self, i: usize) {
+        let name = format!("discovery-g{}", i + 1);
+        let proc = self.ws.spawn(&name, &["discovery", "-c", "zowe.yaml", "--ha-instance", &format!("g{}", i + 1)]);
+        let url = format!("https://127.0.0.1:{}/application/health", self.discovery_ports[i]);
+        assert_eventually!(
+            Duration::from_secs(20),
+            self.http.get(&url).send().is_ok_and(|r| r.status() == 200),
+            "discovery {name} healthy\n{}",
+            proc.logs()
+        );
+        self.discoveries[i] = Some(proc);
+    }
+
+    /// A Eureka client of discovery service `i` presenting `identity` (a service's certificate).
+    pub fn eureka(&self, i: usize, identity: Option<(&std::path::Path, &std::path::Path)>) -> crate::eureka::Eureka {
+        crate::eureka::Eureka::new(self.discovery_ports[i], &self.ws.ca(), identity)
+    }
+
     /// Everything every process logged so far.
     pub fn all_logs(&self) -> String {
         let mut s = String::new();
-        for p in self.caching.iter().chain(self.gateways.iter().flatten()) {
+        for p in self.caching.iter().chain(self.gateways.iter().flatten()).chain(self.discoveries.iter().flatten()) {
             s.push_str(&p.logs());
         }
         s
