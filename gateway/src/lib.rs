@@ -10,6 +10,7 @@
 //! - [`routing`]: static service definitions, load balancing with health checks and retries,
 //!   and forwarding to API services.
 //! - [`server`]: HTTPS with HTTP/1.1 and HTTP/2, and the drain on SIGTERM.
+//! - [`workers`]: the thread-per-core serving threads.
 
 pub mod api;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod tokens;
+pub mod workers;
 
 pub use error::GatewayError;
 pub use server::{GatewayServer, LISTEN_BACKLOG};

@@ -1,7 +1,8 @@
 //! The gateway's HTTPS server: TLS 1.2/1.3 (rustls), HTTP/1.1 and HTTP/2 by ALPN, the
 //! client's address on every request, and the drain on SIGTERM: report DRAINING for the grace
 //! period (still accepting, so nothing is refused while the distributor moves away), then stop
-//! accepting, let open requests finish up to the timeout, and return.
+//! accepting, let open requests finish up to the timeout, and return. Connections are served
+//! thread-per-core by [`crate::workers`]; this runtime keeps the background work and the drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,20 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Extension;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use plexgate_cache_client::{CacheClient, ClientOptions};
 use plexgate_config::{AuthProvider as ProviderKind, Config, tls};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::auth::{AuthProvider, LoginLimiter, UsersFileProvider, ZosmfProvider};
 use crate::error::GatewayError;
 use crate::revocation::Revocations;
-use crate::state::{ClientAddr, ClientCert, Gateway};
+use crate::state::{ClientCert, Gateway};
 use crate::tokens::{Keys, TokenService, VerifiedCache};
+use crate::workers::{Conns, Phase};
 
 /// Accept-queue depth of the gateway's listener: thousands of clients connecting at once (a
 /// distributor failover, a load test) overflowed tokio's default of 1024 and the kernel's
@@ -30,7 +30,7 @@ use crate::tokens::{Keys, TokenService, VerifiedCache};
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A TLS handshake slower than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request headers must arrive within this (a client sending a byte a second is cut off).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers); larger is answered 431.
@@ -49,7 +49,7 @@ fn client_verifier(c: &plexgate_config::Certificates) -> Result<Arc<dyn rustls::
 }
 
 /// The verified client certificate of a connection, if it presented one.
-fn client_cert(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<ClientCert> {
+pub(crate) fn client_cert(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<ClientCert> {
     use base64::Engine;
     let cert = tls.get_ref().1.peer_certificates()?.first()?;
     Some(ClientCert {
@@ -60,7 +60,7 @@ fn client_cert(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> 
 }
 
 /// HTTP/1.1 and HTTP/2 with the limits above.
-fn http_builder() -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -73,7 +73,8 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
 
 /// A bound, ready gateway.
 pub struct GatewayServer {
-    listener: TcpListener,
+    /// One per serving thread, all on the same port (`SO_REUSEPORT`).
+    listeners: Vec<std::net::TcpListener>,
     acceptor: TlsAcceptor,
     app: axum::Router,
     state: Arc<Gateway>,
@@ -145,9 +146,11 @@ impl GatewayServer {
         });
         let server_config = tls::server_config(&g.certificates, config.tls, client_verifier(&g.certificates)?, &[b"h2", b"http/1.1"])
             .map_err(|e| setup("TLS", e.to_string()))?;
-        let listener =
-            listen(&g.host, g.port).await.map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
-        tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), provider = state.provider.name(), "gateway listening");
+        let listeners = crate::workers::listen(&g.host, g.port, crate::workers::count())
+            .await
+            .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
+        let address = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%address, threads = listeners.len(), provider = state.provider.name(), "gateway listening");
         let admin = match &g.admin {
             Some(a) => {
                 let l = TcpListener::bind((a.address.as_str(), a.port))
@@ -159,7 +162,7 @@ impl GatewayServer {
             None => None,
         };
         Ok(GatewayServer {
-            listener,
+            listeners,
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
             app: crate::api::router(state.clone()),
             state,
@@ -173,7 +176,7 @@ impl GatewayServer {
 
     /// The bound address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.listeners.first()?.local_addr().ok()
     }
 
     /// Serves until `shutdown` completes, then drains (see the module doc).
@@ -187,89 +190,35 @@ impl GatewayServer {
                 }
             });
         }
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let stop_accepting = async {
-            shutdown.await;
-            self.state.draining.store(true, Ordering::Relaxed);
-            tracing::info!(grace = ?self.grace, "draining: health reports DRAINING; still accepting for the grace period");
-            tokio::time::sleep(self.grace).await;
-        };
-        tokio::pin!(stop_accepting);
-        loop {
-            let (mut tcp, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut stop_accepting => break,
-            };
-            if self.proxy_protocol && !self.proxy_sources.iter().any(|r| r.contains(peer.ip())) {
-                // Its PROXY header could name any client: closed before a byte is read.
-                metrics::counter!(crate::metrics::PROXY_UNTRUSTED_CONNECTIONS_TOTAL).increment(1);
-                tracing::warn!(%peer, "connection closed: the peer is not a trusted source of PROXY headers (components.gateway.proxyProtocolTrustedSources)");
-                drop(tcp);
-                continue;
-            }
-            let _ = tcp.set_nodelay(true);
-            let acceptor = self.acceptor.clone();
-            let app = self.app.clone();
-            let state = self.state.clone();
-            let watcher = graceful.watcher();
-            let proxy_protocol = self.proxy_protocol;
-            tokio::spawn(async move {
-                let client = if proxy_protocol {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::proxy_protocol::read_header(&mut tcp, peer)).await {
-                        Ok(Ok(addr)) => addr,
-                        Ok(Err(e)) => {
-                            tracing::warn!(%peer, error = %e, "connection without a valid PROXY header closed");
-                            return;
-                        }
-                        Err(_) => return,
-                    }
-                } else {
-                    peer
-                };
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let (addr, cert) = (ClientAddr(client.ip()), client_cert(&tls));
-                let own = app.layer(Extension(addr)).layer(Extension(cert.clone()));
-                // Routed requests skip the router (the hot path); the gateway's own endpoints use it.
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(axum::body::Body::new);
-                    let own = crate::api::is_own(req.uri().path()).then(|| own.clone());
-                    let (state, cert) = (state.clone(), cert.clone());
-                    async move {
-                        match own {
-                            Some(own) => own.oneshot(req).await,
-                            None => {
-                                req.extensions_mut().insert(cert);
-                                Ok(crate::api::routed(state, addr, req).await)
-                            }
-                        }
-                    }
-                });
-                let builder = http_builder();
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+        let conns = Arc::new(Conns {
+            acceptor: self.acceptor.clone(),
+            app: self.app.clone(),
+            state: self.state.clone(),
+            proxy_protocol: self.proxy_protocol,
+            proxy_sources: self.proxy_sources.clone(),
+        });
+        let (phase, _) = tokio::sync::watch::channel(Phase::Serving);
+        let mut workers = Vec::new();
+        let mut closed = Vec::new();
+        for (n, listener) in std::mem::take(&mut self.listeners).into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let worker = crate::workers::spawn(n, listener, conns.clone(), phase.subscribe(), tx)
+                .map_err(|e| GatewayError::Internal(format!("cannot start serving thread {n}: {e}")))?;
+            workers.push(worker);
+            closed.push(rx);
         }
-        drop(self.listener);
+        drop(conns);
+        shutdown.await;
+        self.state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(grace = ?self.grace, "draining: health reports DRAINING; still accepting for the grace period");
+        tokio::time::sleep(self.grace).await;
+        phase.send_replace(Phase::StopAccepting);
         tracing::info!(timeout = ?self.timeout, "no longer accepting; letting open requests finish");
         let routes = self.state.routes.clone();
         let all_closed = async {
-            graceful.shutdown().await;
+            for c in closed {
+                let _ = c.await;
+            }
             let open = routes.tunnels_open();
             if open > 0 {
                 tracing::info!(open, "HTTP connections closed; waiting for the upgraded ones (WebSockets)");
@@ -280,18 +229,14 @@ impl GatewayServer {
             _ = all_closed => tracing::info!("all connections closed"),
             _ = tokio::time::sleep(self.timeout) => tracing::warn!("shutdown timeout reached with connections still open"),
         }
+        phase.send_replace(Phase::Exit);
+        // The threads end at once now (their runtimes drop what is left).
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         Ok(())
     }
-}
-
-/// A listener on `host:port` (its first address) with a [`LISTEN_BACKLOG`]-deep accept queue.
-async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let addr = tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address"))?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }

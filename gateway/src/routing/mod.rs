@@ -39,6 +39,8 @@ pub struct Routes {
     /// Pooled client, HTTP/1.1 and HTTP/2, TLS verified against the truststore, with
     /// `routing.connectTimeout`.
     pub client: HttpClient,
+    /// Tells this table's clients apart in each serving thread's own set ([`Routes::client_for`]).
+    id: usize,
     /// HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
     pub upgrade_client: HttpClient,
     /// Clients of services with their own `apiml.connectTimeout`, by that timeout (the
@@ -65,6 +67,11 @@ struct Inputs {
     notes: merge::Notes,
 }
 
+thread_local! {
+    /// A serving thread's clients: (routing table id, connect timeout, client); a handful at most.
+    static WORKER_CLIENTS: std::cell::RefCell<Vec<(usize, Duration, HttpClient)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One open upgraded connection, counted in [`Routes::tunnels_closed`]'s count while it lives.
 pub struct TunnelGuard(tokio::sync::watch::Sender<usize>);
 
@@ -83,7 +90,9 @@ impl Routes {
         let mut tls = tls::client_config(&g.certificates, config.tls, config.verify_certificates)
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         tls.alpn_protocols.clear();
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         Ok(Arc::new(Routes {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             registry: RwLock::new(registry),
             client: pooled(&tls, g.routing.connect_timeout, g.routing.http2),
             upgrade_client: Client::builder(TokioExecutor::new())
@@ -124,17 +133,30 @@ impl Routes {
     }
 
     /// The client for a service: the shared one, or one with the service's connect timeout.
+    /// A serving thread ([`crate::workers`]) has clients of its own, so its upstream
+    /// connections are driven on that thread and never handed to another one.
     pub fn client_for(&self, connect_timeout: Option<Duration>) -> HttpClient {
-        match connect_timeout {
-            Some(t) if t != self.config.connect_timeout => self
-                .by_connect_timeout
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(t)
-                .or_insert_with(|| pooled(&self.tls, t, self.config.http2))
-                .clone(),
-            _ => self.client.clone(),
+        let timeout = connect_timeout.unwrap_or(self.config.connect_timeout);
+        if crate::workers::current().is_some() {
+            return WORKER_CLIENTS.with(|c| {
+                let mut c = c.borrow_mut();
+                if let Some((_, _, client)) = c.iter().find(|(id, t, _)| *id == self.id && *t == timeout) {
+                    return client.clone();
+                }
+                let client = pooled(&self.tls, timeout, self.config.http2);
+                c.push((self.id, timeout, client.clone()));
+                client
+            });
         }
+        if timeout == self.config.connect_timeout {
+            return self.client.clone();
+        }
+        self.by_connect_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(timeout)
+            .or_insert_with(|| pooled(&self.tls, timeout, self.config.http2))
+            .clone()
     }
 
     /// The current table.

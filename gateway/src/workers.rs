@@ -1,0 +1,191 @@
+//! Thread-per-core serving (issue 14): one OS thread per core, each running a `current_thread`
+//! tokio runtime with its own `SO_REUSEPORT` listener on the gateway's port (the kernel spreads
+//! new connections over them) and its own pooled client to the API services (see
+//! [`crate::routing::Routes::client_for`]), so a request never crosses threads: no wake-up of
+//! another core, no cross-CPU reschedule. On this 2-core machine it measured faster than the
+//! multi-thread runtime (numbers in ARCHITECTURE.md). Shared state (tokens, registry,
+//! revocation view) stays behind `Arc`s; background work (feeds, health checks, the admin
+//! listener, the drain's timers) stays on the process's main runtime.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::server::{HANDSHAKE_TIMEOUT, LISTEN_BACKLOG, client_cert, http_builder};
+use crate::state::{ClientAddr, Gateway};
+
+thread_local! {
+    /// This thread's worker number, or `None` off the serving threads.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The serving thread's number, `None` elsewhere (the main runtime, tests).
+pub fn current() -> Option<usize> {
+    WORKER.with(Cell::get)
+}
+
+/// Serving threads: one per core the process may use.
+pub fn count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Where the workers are in the drain; only ever moves forward.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum Phase {
+    Serving,
+    /// Listeners closed; open connections finish.
+    StopAccepting,
+    /// The drain is over: the runtimes end, and whatever is still open with them.
+    Exit,
+}
+
+/// `count` listeners on `host:port` (its first address), all with `SO_REUSEPORT` and a
+/// [`LISTEN_BACKLOG`]-deep accept queue; port 0 gets one port the kernel picks for all.
+/// Returned as std listeners: each is registered with its worker's runtime there.
+pub(crate) async fn listen(host: &str, port: u16, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address"))?;
+    let socket = || if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
+    if port != 0 {
+        // SO_REUSEPORT would let a second process of the same user share the port silently;
+        // a plain bind first fails when anything listens there already.
+        let probe = socket()?;
+        probe.set_reuseaddr(true)?;
+        probe.bind(addr)?;
+    }
+    let mut bound = addr;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let s = socket()?;
+        s.set_reuseaddr(true)?;
+        s.set_reuseport(true)?;
+        s.bind(bound)?;
+        let l = s.listen(LISTEN_BACKLOG)?;
+        bound = l.local_addr()?;
+        out.push(l.into_std()?);
+    }
+    Ok(out)
+}
+
+/// What every connection needs, shared by the workers.
+pub(crate) struct Conns {
+    pub acceptor: TlsAcceptor,
+    pub app: axum::Router,
+    pub state: Arc<Gateway>,
+    pub proxy_protocol: bool,
+    pub proxy_sources: Arc<[plexgate_config::cidr::AddressRange]>,
+}
+
+/// Starts worker `n` on `listener`. It accepts until the phase leaves `Serving`, sends on
+/// `closed` once its HTTP connections are all closed, and returns at `Exit`.
+pub(crate) fn spawn(
+    n: usize,
+    listener: std::net::TcpListener,
+    conns: Arc<Conns>,
+    mut phase: watch::Receiver<Phase>,
+    closed: tokio::sync::oneshot::Sender<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name(format!("gateway-{n}")).spawn(move || {
+        WORKER.with(|w| w.set(Some(n)));
+        rt.block_on(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(worker = n, error = %e, "cannot register the listener; this worker serves nothing");
+                    let _ = closed.send(());
+                    let _ = phase.wait_for(|p| *p == Phase::Exit).await;
+                    return;
+                }
+            };
+            let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+                };
+                tokio::spawn(connection(conns.clone(), tcp, peer, graceful.watcher()));
+            }
+            drop(listener);
+            tokio::select! {
+                () = graceful.shutdown() => {
+                    let _ = closed.send(());
+                }
+                _ = phase.wait_for(|p| *p == Phase::Exit) => return,
+            }
+            // Upgraded connections (WebSockets) live on this runtime: it stays until the end.
+            let _ = phase.wait_for(|p| *p == Phase::Exit).await;
+        });
+    })
+}
+
+/// One client connection: the PROXY header if configured, TLS, then HTTP/1.1 or HTTP/2.
+async fn connection(c: Arc<Conns>, mut tcp: tokio::net::TcpStream, peer: SocketAddr, watcher: hyper_util::server::graceful::Watcher) {
+    if c.proxy_protocol && !c.proxy_sources.iter().any(|r| r.contains(peer.ip())) {
+        // Its PROXY header could name any client: closed before a byte is read.
+        metrics::counter!(crate::metrics::PROXY_UNTRUSTED_CONNECTIONS_TOTAL).increment(1);
+        tracing::warn!(%peer, "connection closed: the peer is not a trusted source of PROXY headers (components.gateway.proxyProtocolTrustedSources)");
+        return;
+    }
+    let _ = tcp.set_nodelay(true);
+    let client = if c.proxy_protocol {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::proxy_protocol::read_header(&mut tcp, peer)).await {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, error = %e, "connection without a valid PROXY header closed");
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        peer
+    };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, c.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (addr, cert) = (ClientAddr(client.ip()), client_cert(&tls));
+    let own = c.app.clone().layer(Extension(addr)).layer(Extension(cert.clone()));
+    let state = c.state.clone();
+    // Routed requests skip the router (the hot path); the gateway's own endpoints use it.
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        let own = crate::api::is_own(req.uri().path()).then(|| own.clone());
+        let (state, cert) = (state.clone(), cert.clone());
+        async move {
+            match own {
+                Some(own) => own.oneshot(req).await,
+                None => {
+                    req.extensions_mut().insert(cert);
+                    Ok(crate::api::routed(state, addr, req).await)
+                }
+            }
+        }
+    });
+    let builder = http_builder();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
