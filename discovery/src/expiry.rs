@@ -1,6 +1,6 @@
 //! Lease expiry, decided once and recorded in the store.
 //!
-//! Every discovery instance sweeps, about once a second. A lease is timed on this instance's
+//! Every discovery instance sweeps four times a second. A lease is timed on this instance's
 //! monotonic clock from the moment it last saw the registration's value change (a renewal
 //! anywhere rewrites the value, and every instance sees that through the feed), so no two
 //! hosts' wall clocks are compared. A registration unchanged for longer than its lease's
