@@ -15,9 +15,6 @@ use crate::Workspace;
 /// specific first, as rcgen takes them), signed by the workspace's CA; written as
 /// `<name>.pem` / `<name>.key` beside the development certificates.
 pub fn issue_client(ws: &Workspace, name: &str, subject: &[(DnType, &str)]) -> (PathBuf, PathBuf) {
-    let dir = ws.certs_dir();
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).expect("read ca.key")).expect("CA key");
-    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(dir.join("ca.pem")).expect("read ca.pem"), ca_key).expect("CA");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     let mut dn = DistinguishedName::new();
     for (ty, value) in subject {
@@ -26,21 +23,13 @@ pub fn issue_client(ws: &Workspace, name: &str, subject: &[(DnType, &str)]) -> (
     params.distinguished_name = dn;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &issuer).expect("sign");
-    let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-    (cert_path, key_path)
+    signed_by_workspace_ca(ws, name, params)
 }
 
 /// Issues an API service's certificate for `127.0.0.1` and `localhost` (server and client
 /// authentication, as Zowe's services use one keystore for both), subject `CN=<cn>, O=plexgate
 /// tests`, signed by the workspace's CA; written as `<name>.pem` / `<name>.key`.
 pub fn issue_service(ws: &Workspace, name: &str, cn: &str) -> (PathBuf, PathBuf) {
-    let dir = ws.certs_dir();
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).expect("read ca.key")).expect("CA key");
-    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(dir.join("ca.pem")).expect("read ca.pem"), ca_key).expect("CA");
     let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "plexgate tests");
@@ -48,6 +37,14 @@ pub fn issue_service(ws: &Workspace, name: &str, cn: &str) -> (PathBuf, PathBuf)
     params.distinguished_name = dn;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    signed_by_workspace_ca(ws, name, params)
+}
+
+/// Signs `params` with the workspace's CA and writes `<name>.pem` / `<name>.key` beside it.
+fn signed_by_workspace_ca(ws: &Workspace, name: &str, params: CertificateParams) -> (PathBuf, PathBuf) {
+    let dir = ws.certs_dir();
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).expect("read ca.key")).expect("CA key");
+    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(dir.join("ca.pem")).expect("read ca.pem"), ca_key).expect("CA");
     let key = KeyPair::generate().expect("key");
     let cert = params.signed_by(&key, &issuer).expect("sign");
     let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));

@@ -439,18 +439,5 @@ pub fn summary_of_xml(i: &Element) -> Value {
 /// Sends `request` (raw HTTP/1.1 bytes, exactly as given: no client-side path normalisation)
 /// over TLS to 127.0.0.1:`port`, presenting `identity`; returns the whole answer as text.
 pub fn raw_request(ca: &Path, identity: (&Path, &Path), port: u16, request: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let config = std::sync::Arc::new({
-        let mut c = crate::https::tls_config(ca, Some(identity));
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        c
-    });
-    let mut conn = rustls::ClientConnection::new(config, "127.0.0.1".try_into().expect("server name")).expect("TLS client");
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    tls.write_all(request).expect("send");
-    let mut out = Vec::new();
-    let _ = tls.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    crate::https::raw_request_as(ca, Some(identity), port, request)
 }

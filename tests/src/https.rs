@@ -53,9 +53,14 @@ pub fn encode(segment: &str) -> String {
 /// Sends `request` (raw HTTP/1.1 bytes, exactly as given: no client-side path normalisation)
 /// over TLS to 127.0.0.1:`port`; returns the whole answer as text.
 pub fn raw_request(ca: &Path, port: u16, request: &[u8]) -> String {
+    raw_request_as(ca, None, port, request)
+}
+
+/// [`raw_request`], presenting the client certificate `identity` (certificate, key) if given.
+pub fn raw_request_as(ca: &Path, identity: Option<(&Path, &Path)>, port: u16, request: &[u8]) -> String {
     use std::io::{Read, Write};
     let config = std::sync::Arc::new({
-        let mut c = tls_config(ca, None);
+        let mut c = tls_config(ca, identity);
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         c
     });
