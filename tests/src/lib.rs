@@ -68,17 +68,32 @@ pub fn python3_available(purpose: &str) -> bool {
     ok
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (the OS picked it for us), and never handed
-/// out before in this test process: tests hold ports with nothing bound on them (a process
-/// being restarted, a port that must stay dead), which the OS could otherwise give out again.
+/// A port on 127.0.0.1 that was free a moment ago, and never handed out before in this test
+/// process: tests hold ports with nothing bound on them (a process being restarted, a port
+/// that must stay dead). It is taken below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), where outgoing connections take their local ports: a port
+/// from that range, free when picked, was sometimes taken by a client's connection before the
+/// process meant to listen on it had started (a gateway's admin listener failed so in CI).
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
-        if GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Ports 10000 up to the ephemeral range; below 10000 are too many well-known services.
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0u64.. {
+        let mut h = random.build_hasher();
+        h.write_u64(attempt);
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
             return port;
         }
+        assert!(attempt < 100_000, "no free port below {high}");
     }
+    unreachable!()
 }
 
 /// A temporary directory that plexgate runs in: relative paths of its config land here.
