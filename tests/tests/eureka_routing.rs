@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use plexgate_discovery::{Instance, Record, Status};
+use plexgate_tests::assert_eventually;
 use plexgate_tests::cluster::{Cluster, ClusterSetup, sample_definition};
 use serde_json::{Value, json};
 
@@ -130,8 +131,17 @@ fn every_gateway_follows_registrations_within_a_second() {
     // A heartbeat (a new renewal time only) changes nothing.
     let mut beat = up.clone();
     beat.times.renewed_ms += 30_000;
+    // The gateways' registration views report the revision they applied (admin health).
+    let applied = |i: usize| -> u64 {
+        reqwest::blocking::get(c.admin_url(i, "/application/health"))
+            .and_then(|r| r.json::<Value>())
+            .ok()
+            .and_then(|h| h["components"]["registrations"]["details"]["revision"].as_u64())
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = (0..2).map(applied).collect();
     put(&c, &beat.key(), &beat.to_stored());
-    std::thread::sleep(Duration::from_millis(200));
+    assert_eventually!(BOUND, (0..2).all(|i| applied(i) > before[i]), "both gateways applied the heartbeat\n{}", c.all_logs());
     assert_eq!(get(&c, 1, "/dyn/api/v1/hello"), (200, "dyn-a".to_owned()));
 
     // Out of service: no instance is available (Zowe's 503), on both gateways.
