@@ -24,10 +24,8 @@ use crate::state::{ClientCert, Gateway};
 use crate::tokens::{Keys, TokenService, VerifiedCache};
 use crate::workers::{Conns, Phase};
 
-/// Accept-queue depth of the gateway's listener: thousands of clients connecting at once (a
-/// distributor failover, a load test) overflowed tokio's default of 1024 and the kernel's
-/// old default of 128 (connect errors at 1,000 clients); the kernel caps it at somaxconn.
-pub const LISTEN_BACKLOG: u32 = 4096;
+/// Accept-queue depth of the gateway's listeners (and the sample service's).
+pub use plexgate_serve::LISTEN_BACKLOG;
 
 /// A TLS handshake slower than this is dropped.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,7 +144,7 @@ impl GatewayServer {
         });
         let server_config = tls::server_config(&g.certificates, config.tls, client_verifier(&g.certificates)?, &[b"h2", b"http/1.1"])
             .map_err(|e| setup("TLS", e.to_string()))?;
-        let listeners = crate::workers::listen(&g.host, g.port, crate::workers::count())
+        let listeners = plexgate_serve::reuseport_listeners(&g.host, g.port, plexgate_serve::cores(), false)
             .await
             .map_err(|e| setup("listen", format!("cannot listen on {}:{}: {e}", g.host, g.port)))?;
         let address = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();

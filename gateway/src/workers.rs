@@ -10,16 +10,15 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::server::{HANDSHAKE_TIMEOUT, LISTEN_BACKLOG, client_cert, http_builder};
+use crate::server::{HANDSHAKE_TIMEOUT, client_cert, http_builder};
 use crate::state::{ClientAddr, Gateway};
 
 thread_local! {
@@ -32,11 +31,6 @@ pub fn current() -> Option<usize> {
     WORKER.with(Cell::get)
 }
 
-/// Serving threads: one per core the process may use.
-pub fn count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Where the workers are in the drain; only ever moves forward.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) enum Phase {
@@ -45,36 +39,6 @@ pub(crate) enum Phase {
     StopAccepting,
     /// The drain is over: the runtimes end, and whatever is still open with them.
     Exit,
-}
-
-/// `count` listeners on `host:port` (its first address), all with `SO_REUSEPORT` and a
-/// [`LISTEN_BACKLOG`]-deep accept queue; port 0 gets one port the kernel picks for all.
-/// Returned as std listeners: each is registered with its worker's runtime there.
-pub(crate) async fn listen(host: &str, port: u16, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let addr = tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address"))?;
-    let socket = || if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
-    if port != 0 {
-        // SO_REUSEPORT would let a second process of the same user share the port silently;
-        // a plain bind first fails when anything listens there already.
-        let probe = socket()?;
-        probe.set_reuseaddr(true)?;
-        probe.bind(addr)?;
-    }
-    let mut bound = addr;
-    let mut out = Vec::with_capacity(count);
-    for _ in 0..count.max(1) {
-        let s = socket()?;
-        s.set_reuseaddr(true)?;
-        s.set_reuseport(true)?;
-        s.bind(bound)?;
-        let l = s.listen(LISTEN_BACKLOG)?;
-        bound = l.local_addr()?;
-        out.push(l.into_std()?);
-    }
-    Ok(out)
 }
 
 /// What every connection needs, shared by the workers.
@@ -111,14 +75,7 @@ pub(crate) fn spawn(
             let graceful = hyper_util::server::graceful::GracefulShutdown::new();
             loop {
                 let (tcp, peer) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
+                    a = plexgate_serve::accept_or_back_off(&listener) => a,
                     _ = phase.wait_for(|p| *p != Phase::Serving) => break,
                 };
                 tokio::spawn(connection(conns.clone(), tcp, peer, graceful.watcher()));

@@ -3,7 +3,11 @@
 //! router of each connection made from its TLS state (who the client certificate says the
 //! caller is), and on shutdown no new connections while open requests finish, up to a drain
 //! bound. The gateway and the distributor have loops of their own (PROXY protocol, limits,
-//! connection counts, upgrades through the distributor).
+//! connection counts, upgrades through the distributor) on the listeners of [`listen`].
+
+mod listen;
+
+pub use listen::{ACCEPT_BACKOFF, LISTEN_BACKLOG, accept_or_back_off, cores, reuseport_listeners};
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,15 +33,7 @@ where
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            a = accept_or_back_off(&listener) => a,
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
