@@ -27,11 +27,12 @@ thread_local! {
 
 /// An empty buffer of [`BUFFER_BYTES`] capacity. Never zeroed: reads fill its spare capacity
 /// (a task may take on one thread and give back on another, so a thread's list can run dry).
-fn take() -> Vec<u8> {
+pub(crate) fn take() -> Vec<u8> {
     FREE.with(|f| f.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(BUFFER_BYTES))
 }
 
-fn give(mut buf: Vec<u8>) {
+/// Gives a buffer from [`take`] back to this thread's free list.
+pub(crate) fn give(mut buf: Vec<u8>) {
     buf.clear();
     FREE.with(|f| {
         let mut f = f.borrow_mut();

@@ -16,6 +16,9 @@ pub enum DistributorError {
         /// Why.
         source: std::io::Error,
     },
+    /// A forwarding thread could not be started.
+    #[error("cannot start a forwarding thread: {0}")]
+    Thread(std::io::Error),
     /// The admin listener's status could not be read (`plexgate status`).
     #[error("admin listener {address}: {message}")]
     Admin {

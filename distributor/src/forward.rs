@@ -237,20 +237,39 @@ async fn first_byte(
     if !sent.bytes.is_empty() {
         target.add_bytes_in(sent.bytes.len() as u64);
     }
-    let mut from_client = vec![0u8; copy::BUFFER_BYTES];
-    let mut from_target = vec![0u8; copy::BUFFER_BYTES];
+    // Buffers from the copy's free list (not zeroed: reads fill their spare capacity), back to
+    // it when the target has spoken, so a new connection allocates nothing here.
+    let (mut from_client, mut from_target) = (copy::take(), copy::take());
+    let first = wait_first(shared, client, upstream, guard, sent, &mut from_client, &mut from_target).await;
+    copy::give(from_client);
+    copy::give(from_target);
+    first
+}
+
+/// [`first_byte`]'s wait, reading with its two buffers.
+async fn wait_first(
+    shared: &Shared,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    guard: &mut ActiveGuard,
+    sent: &mut Sent,
+    from_client: &mut Vec<u8>,
+    from_target: &mut Vec<u8>,
+) -> First {
+    let target = guard.target().clone();
     let idle = shared.config.idle_timeout;
     let deadline = tokio::time::sleep(idle);
     tokio::pin!(deadline);
     loop {
+        from_client.clear();
         tokio::select! {
-            read = upstream.read(&mut from_target) => return match read {
+            read = upstream.read_buf(from_target) => return match read {
                 Ok(0) => First::Gone("closed before its first byte".to_owned()),
                 // A copy of just what came: the buffer is not kept for the connection's life.
                 Ok(n) => First::Spoke(from_target[..n].to_vec()),
                 Err(e) => First::Gone(format!("{e} before its first byte")),
             },
-            read = client.read(&mut from_client), if !sent.eof => match read {
+            read = client.read_buf(from_client), if !sent.eof => match read {
                 Ok(0) => {
                     sent.eof = true;
                     let _ = upstream.shutdown().await;

@@ -27,6 +27,7 @@ pub mod splice;
 pub mod status;
 pub mod target;
 pub mod vip;
+mod workers;
 
 pub use error::DistributorError;
 pub use server::{Distributor, Shared, method_name};

@@ -1,6 +1,7 @@
-//! The accept loop on the virtual address: limits, one task per client connection, the
-//! health checkers and the admin listener beside it, and the drain on shutdown (stop
-//! accepting, let open connections finish up to `drainTimeout`, return).
+//! The distributor on the virtual address: the forwarding threads of [`crate::workers`]
+//! (limits, one task per client connection), the health checkers and the admin listener
+//! beside them, and the drain on shutdown (stop accepting, let open connections finish up to
+//! `drainTimeout`, return).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,19 +11,15 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use plexgate_config::{Config, DistributorConfig, Method};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::error::DistributorError;
 use crate::health::{HealthCheck, HttpsCheck, spawn_checkers};
-use crate::metrics as m;
 use crate::select::Selector;
 use crate::status::Status;
 use crate::target::Target;
-
-/// Pending connections the kernel queues for the accept loop; bursts of new connections
-/// (a failover moving every client at once) should not see SYNs dropped.
-const LISTEN_BACKLOG: u32 = 4096;
+use crate::workers::Phase;
 
 /// What the accept loop, the connection tasks and the admin listener share.
 pub struct Shared {
@@ -76,7 +73,8 @@ pub fn method_name(method: Method) -> &'static str {
 
 /// A bound, ready distributor.
 pub struct Distributor {
-    listener: TcpListener,
+    /// One per forwarding thread, all on the same address (`SO_REUSEPORT`).
+    listeners: Vec<std::net::TcpListener>,
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
     check: Arc<dyn HealthCheck>,
@@ -100,12 +98,17 @@ impl Distributor {
         crate::resolve::resolve_all(&targets).await;
         // A backup host binds the virtual address before keepalived gives it the address.
         let freebind = config.virtual_address.is_some();
-        let listener = listen(&config.address, config.port, freebind).await?;
+        let listen_err = |address: String| move |source| DistributorError::Listen { address, source };
+        let listeners = plexgate_serve::reuseport_listeners(&config.address, config.port, plexgate_serve::cores(), freebind)
+            .await
+            .map_err(listen_err(format!("{}:{}", config.address, config.port)))?;
         let admin = match &config.admin {
-            Some(a) => Some(listen(&a.address, a.port, false).await?),
+            Some(a) => {
+                Some(TcpListener::bind((a.address.as_str(), a.port)).await.map_err(listen_err(format!("{}:{}", a.address, a.port)))?)
+            }
             None => None,
         };
-        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let address = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();
         let shared = Arc::new(Shared {
             selector: Selector::new(config.method, config.auto_switch_back, &targets),
             targets,
@@ -117,16 +120,16 @@ impl Distributor {
             config: config.clone(),
         });
         let names: Vec<String> = shared.targets.iter().map(|t| format!("{}={}:{}", t.name(), t.config.host, t.config.port)).collect();
-        tracing::info!(address = %shared.address, method = method_name(config.method), targets = ?names, "distributor listening");
+        tracing::info!(address = %shared.address, threads = listeners.len(), method = method_name(config.method), targets = ?names, "distributor listening");
         if let Some(a) = &admin {
             tracing::info!(address = %a.local_addr().map(|a| a.to_string()).unwrap_or_default(), "distributor admin listener (GET /status, GET /metrics)");
         }
-        Ok(Distributor { listener, admin, shared, check })
+        Ok(Distributor { listeners, admin, shared, check })
     }
 
     /// The bound virtual address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.listeners.first()?.local_addr().ok()
     }
 
     /// The bound admin address, if the admin listener is enabled.
@@ -136,38 +139,28 @@ impl Distributor {
 
     /// Serves until `shutdown` completes, then drains (see the module doc).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), DistributorError> {
-        let Distributor { listener, admin, shared, check } = self;
+        let Distributor { listeners, admin, shared, check } = self;
         let mut checkers = spawn_checkers(&shared.targets, check, &shared.config.health_check);
         checkers.extend(crate::resolve::spawn_resolvers(&shared.targets));
         let admin = admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone())));
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
-                tracing::debug!(%peer, max = shared.config.max_connections, "maxConnections reached; closing the new connection");
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let Ok(local) = tcp.local_addr() else { continue };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                crate::forward::handle(shared, tcp, peer, local).await;
-                drop(permit);
-            });
+        let (phase, _) = tokio::sync::watch::channel(Phase::Serving);
+        let (mut threads, mut stopped) = (Vec::new(), Vec::new());
+        for (n, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match crate::workers::spawn(n, listener, shared.clone(), phase.subscribe(), tx) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    phase.send_replace(Phase::Exit);
+                    return Err(DistributorError::Thread(e));
+                }
+            }
+            stopped.push(rx);
         }
-        drop(listener);
+        shutdown.await;
+        phase.send_replace(Phase::StopAccepting);
+        for s in stopped {
+            let _ = s.await;
+        }
         shared.draining.store(true, Ordering::Relaxed);
         let drain = shared.config.drain_timeout;
         tracing::info!(open = shared.active(), ?drain, "distributor stopping: no new connections; letting open ones finish");
@@ -176,6 +169,9 @@ impl Distributor {
             Ok(_) => tracing::info!("every connection closed"),
             Err(_) => tracing::warn!(open = shared.active(), "drain timeout reached; closing the connections still open"),
         }
+        phase.send_replace(Phase::Exit);
+        // The threads end at once now (their runtimes drop the connections still open).
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
         for c in checkers {
             c.abort();
         }
@@ -184,28 +180,4 @@ impl Distributor {
         }
         Ok(())
     }
-}
-
-/// A listener on `host:port` with a deep accept queue; with `freebind` the address need not
-/// be on this host yet (`IP_FREEBIND`): connections arrive once keepalived adds it.
-async fn listen(host: &str, port: u16, freebind: bool) -> Result<TcpListener, DistributorError> {
-    let address = format!("{host}:{port}");
-    let err = |source| DistributorError::Listen { address: address.clone(), source };
-    let addr = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(err)?
-        .next()
-        .ok_or_else(|| err(std::io::Error::new(std::io::ErrorKind::NotFound, "the host name resolves to no address")))?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    if freebind {
-        let set = if addr.is_ipv4() {
-            rustix::net::sockopt::set_ip_freebind(&socket, true)
-        } else {
-            rustix::net::sockopt::set_ipv6_freebind(&socket, true)
-        };
-        set.map_err(|e| err(e.into()))?;
-    }
-    socket.bind(addr).map_err(err)?;
-    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
