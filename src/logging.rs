@@ -11,7 +11,7 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The tracing target of access-log lines.
-const ACCESS_TARGET: &str = "plexgate::access";
+const ACCESS_TARGET: &str = plexgate_gateway::access_log::TARGET;
 /// Access lines wait at most this long.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A fuller buffer is written at once.
@@ -29,6 +29,16 @@ fn write_out(buf: &mut Vec<u8>) {
     if !buf.is_empty() {
         let _ = std::io::stderr().lock().write_all(buf);
         buf.clear();
+    }
+}
+
+/// Takes one access-log line formatted by the gateway (`plexgate_gateway::access_log`),
+/// batched like the ones that come through tracing.
+pub fn access(line: &[u8]) {
+    let mut buf = pending();
+    buf.extend_from_slice(line);
+    if buf.len() >= FLUSH_BYTES {
+        write_out(&mut buf);
     }
 }
 
@@ -64,10 +74,8 @@ impl Write for LineWriter {
         let mut buf = pending();
         match self {
             LineWriter::Access => {
-                buf.extend_from_slice(data);
-                if buf.len() >= FLUSH_BYTES {
-                    write_out(&mut buf);
-                }
+                drop(buf);
+                access(data);
             }
             LineWriter::Direct => {
                 write_out(&mut buf);

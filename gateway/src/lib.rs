@@ -11,7 +11,9 @@
 //!   and forwarding to API services.
 //! - [`server`]: HTTPS with HTTP/1.1 and HTTP/2, and the drain on SIGTERM.
 //! - [`workers`]: the thread-per-core serving threads.
+//! - [`access_log`]: one line per routed request.
 
+pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod error;

@@ -18,6 +18,7 @@ pub fn run(args: &InstanceArgs) -> anyhow::Result<ExitCode> {
         );
     }
     crate::limits::raise_open_files("gateway");
+    plexgate_gateway::access_log::set_sink(crate::logging::access);
     runtime()?.block_on(async {
         let server = GatewayServer::bind(&config).await?;
         server.serve(stop_signal()).await?;

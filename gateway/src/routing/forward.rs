@@ -59,7 +59,20 @@ pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Re
     let status = resp.status().as_u16();
     let service = t.service.as_ref().map_or("-", |s| s.def.service_id.as_str());
     let instance = t.instance.as_ref().map_or("-", |i| i.id.as_str());
-    tracing::info!(target: "plexgate::access", id = %t.id, client = %addr.0, user = t.user.as_deref().unwrap_or("-"), method = %method, path, service, route = t.route.as_deref().unwrap_or("-"), instance, attempts = t.attempts, status, upstream_millis = t.upstream.as_millis() as u64, millis = start.elapsed().as_millis() as u64, "request");
+    crate::access_log::write(&crate::access_log::Entry {
+        id: &t.id,
+        client: addr.0,
+        user: t.user.as_deref().unwrap_or("-"),
+        method: &method,
+        path: &path,
+        service,
+        route: t.route.as_deref().unwrap_or("-"),
+        instance,
+        attempts: t.attempts,
+        status,
+        upstream_millis: t.upstream.as_millis() as u64,
+        millis: start.elapsed().as_millis() as u64,
+    });
     match &t.instance {
         Some(i) => {
             i.metrics.routed.increment(status);
@@ -490,11 +503,19 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
 fn downstream(resp: Response<hyper::body::Incoming>, idle: std::time::Duration) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let listed = connection_listed(&parts.headers);
-    for name in HOP_BY_HOP.iter().copied().filter(|n| *n != "host") {
+    // One pass to find them (an answer usually has one, `connection`), rather than a hashed
+    // removal of each of the nine names from every answer.
+    let drop: Vec<HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|k| {
+            let name = k.as_str();
+            (name != "host" && HOP_BY_HOP.contains(&name)) || listed.iter().any(|l| l == name)
+        })
+        .cloned()
+        .collect();
+    for name in drop {
         parts.headers.remove(name);
-    }
-    for name in listed {
-        parts.headers.remove(name.as_str());
     }
     Response::from_parts(parts, Body::new(IdleBody::new(body, idle, "response", None)))
 }
