@@ -3,6 +3,10 @@
 
     python3 bench/profile.py perf   # perf record -g on gateway lpar1 for 8 s under wrk -c64 with a token
                                     # (then: perf report -i /tmp/perf.data --no-children --sort sym)
+    python3 bench/profile.py compare   # perf stat per request (CPU ms, context switches, system calls) of the gateway
+                                       # without auth, with the access log off, the bare proxy and HAProxy http
+    python3 bench/profile.py syscalls  # perf trace -s: system calls of gateway lpar1 over 5 s of the same load
+    python3 bench/profile.py perf-open # the same with DWARF call graphs, no auth, access log off (gateway lpar3)
     python3 bench/profile.py cpu    # req/s, p99 and CPU per request (user+sys of the gateway) under the
                                     # same load, then HAProxy jwt_verify's req/s beside it
 
@@ -29,6 +33,12 @@ def cpu_ticks(pid):
     return int(v[11]) + int(v[12])
 
 
+def user_sys(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().split(")")[1].split()
+    return int(v[11]), int(v[12])
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "cpu"
     tmp = tempfile.mkdtemp(prefix="plexgate-prof.")
@@ -46,9 +56,52 @@ def main():
         url = f"https://127.0.0.1:{env.p['gw1']}/nginxjwt{peers.SMALL_PATH}"
         bearer = f"Authorization: Bearer {env.token}"
         measure.wrk(url, env.report_lua, 64, 2, headers=(bearer,))
-        if mode == "perf":
+        if mode == "compare":
+            events = "task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait"
+            for name, proc, u in (("gateway, no auth", "gateway-lpar1", f"https://127.0.0.1:{env.p['gw1']}/nginxopen{peers.SMALL_PATH}"),
+                                  ("gateway, no auth, PLEXGATE_LOG=warn", "gateway-lpar3", f"https://127.0.0.1:{env.p['gw3']}/nginxopen{peers.SMALL_PATH}"),
+                                  ("bare thread-per-core proxy", "bare-proxy", f"https://127.0.0.1:{env.p['bare_proxy']}{peers.SMALL_PATH}"),
+                                  ("HAProxy http", "haproxy-l7", f"https://127.0.0.1:{env.p['hap_open']}{peers.SMALL_PATH}")):
+                measure.wrk(u, env.report_lua, 64, 2)
+                pid = env.pg[proc].pid
+                t0 = user_sys(pid)
+                p = subprocess.Popen(["perf", "stat", "-x", ",", "-e", events, "-p", str(env.pg[proc].pid), "-o", "/tmp/perfstat.txt",
+                                      "--", "sleep", "5"])
+                d = measure.wrk(u, env.report_lua, 64, 6)
+                p.wait()
+                n = d["rps"] * 5
+                t1 = user_sys(pid)
+                us = [(b - a) / os.sysconf("SC_CLK_TCK") * 1e6 / d["requests"] for a, b in zip(t0, t1)]
+                print(f"{name}: {d['rps']:,.0f} req/s, user {us[0]:.1f} us + sys {us[1]:.1f} us a request")
+                for line in open("/tmp/perfstat.txt"):
+                    f = line.strip().split(",")
+                    if len(f) > 2 and f[0].replace(".", "").isdigit():
+                        print(f"   {f[2]:40s} {float(f[0]) / n:10.3f} per request")
+            return
+        if mode == "syscalls":
+            p = subprocess.Popen(["perf", "trace", "-s", "-p", str(gw), "-o", "/tmp/syscalls.txt", "--", "sleep", "5"])
+            d = measure.wrk(url, env.report_lua, 64, 6, headers=(bearer,))
+            p.wait()
+            print(open("/tmp/syscalls.txt").read())
+            print(f"gateway: {d['requests']:,} requests in the 6 s run")
+            hurl = f"https://127.0.0.1:{env.p['hap_jwt']}{peers.SMALL_PATH}"
+            p = subprocess.Popen(["perf", "trace", "-s", "-p", str(env.pg["haproxy-l7"].pid), "-o", "/tmp/syscalls-haproxy.txt",
+                                  "--", "sleep", "5"])
+            h = measure.wrk(hurl, env.report_lua, 64, 6, headers=(bearer,))
+            p.wait()
+            print(open("/tmp/syscalls-haproxy.txt").read())
+            print(f"HAProxy jwt_verify: {h['requests']:,} requests in the 6 s run")
+        elif mode == "perf":
             p = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(gw), "-o", "/tmp/perf.data", "--", "sleep", "8"])
             d = measure.wrk(url, env.report_lua, 64, 9, headers=(bearer,))
+            p.wait()
+        elif mode == "perf-open":
+            # Call graphs from DWARF (the release build keeps no frame pointers), no auth, access log off.
+            g3 = env.pg["gateway-lpar3"].pid
+            u = f"https://127.0.0.1:{env.p['gw3']}/nginxopen{peers.SMALL_PATH}"
+            p = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(g3), "-o", "/tmp/perf-open.data",
+                                  "--", "sleep", "4"])
+            d = measure.wrk(u, env.report_lua, 64, 5)
             p.wait()
         else:
             c0 = cpu_ticks(gw)

@@ -8,7 +8,7 @@ import ssl
 import time
 
 from benchlib import report as R
-from benchlib.procs import ForeignCpu, busy_builds, cpu_busy, thread_names
+from benchlib.procs import ForeignCpu, busy_builds, cpu_busy, cpu_seconds, thread_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLEXGATE = os.path.join(ROOT, "target", "release", "plexgate")
@@ -110,6 +110,22 @@ def measured(run, label, f, seconds, attempts=6):
     return d
 
 
+def with_cpu(f, procs):
+    """`f`, its result also giving `cpu_us`: the CPU time (user + sys, every thread) the
+    processes `procs` (the side's proxies) used during the run, per request. Closed-loop runs
+    only: a fixed-rate run's warm-up requests are not counted in its `requests`."""
+    if not procs:
+        return f
+
+    def g(seconds):
+        before = [cpu_seconds(p.pid) for p in procs]
+        d = f(seconds)
+        used = sum(cpu_seconds(p.pid) - b for p, b in zip(procs, before))
+        d["cpu_us"] = used * 1e6 / max(1, d["requests"])
+        return d
+    return g
+
+
 def alternate(run, label, sides, seconds=DUR):
     """Runs every side once as warm-up, then ROUNDS rounds alternating the order.
     `sides`: list of (name, fn(seconds) -> dict). Returns {name: [dict per round]}."""
@@ -140,7 +156,7 @@ def alternate(run, label, sides, seconds=DUR):
 
 
 def vals(res, name, key):
-    return [d[key] for d in res.get(name, [])]
+    return [d.get(key) for d in res.get(name, [])]
 
 
 def med(res, name, key):

@@ -221,6 +221,14 @@ def _cpu_ticks_by_pid():
     return out
 
 
+def cpu_seconds(pid):
+    """CPU time (user + sys, all threads) process `pid` has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _steal_ticks():
     """CPU time the hypervisor gave to someone else (all CPUs), in clock ticks."""
     with open("/proc/stat") as f:

@@ -8,7 +8,7 @@ import time
 from benchlib import logout, measure, peers, topology
 from benchlib import report as R
 from benchlib.common import (C_BIG, C_CACHE, C_CLOSE, C_OPEN, C_SMALL, FRESH_TOKENS, OPEN_DUR, PLEXBENCH, PLEXGATE, alternate,
-                             distributor_targets, med, open_rate, quiet_wait, request, vals, wait_until)
+                             distributor_targets, med, open_rate, quiet_wait, request, vals, wait_until, with_cpu)
 from benchlib.procs import backlog, cmdline, free_port, listen_overflows, status_kb
 
 
@@ -16,9 +16,12 @@ def scenario1(run, env):
     p = env.p
     small = peers.SMALL_PATH
     targets = {"direct": p["nginx"], "distributor": p["dist_l4"], "HAProxy tcp": p["hap_l4"]}
+    # Whose CPU a request costs (nginx, behind every side, is left out).
+    cpu = {"direct": [], "distributor": [env.pg["distributor-l4"]], "HAProxy tcp": [env.pg["haproxy-l4"]]}
 
     def sides(path, conns, headers=()):
-        return [(n, lambda s, port=port: measure.wrk(f"http://127.0.0.1:{port}{path}", env.report_lua, conns, s, headers=headers))
+        return [(n, with_cpu(lambda s, port=port: measure.wrk(f"http://127.0.0.1:{port}{path}", env.report_lua, conns, s, headers=headers),
+                             cpu[n]))
                 for n, port in targets.items()]
 
     ka = alternate(run, "S1 keep-alive small", sides(small, C_SMALL))
@@ -42,12 +45,15 @@ def scenario1(run, env):
     run.headline.append(("Distributor req/s vs direct (keep-alive)", rd, 0.6, True))
     row("  p50 latency, closed loop", ka, "p50_ms", "ms")
     row("  p99 latency, closed loop", ka, "p99_ms", "ms")
+    row("  CPU per request, us (user+sys of the distributor or HAProxy; lower is better)", ka, "cpu_us", "")
     row(f"  p50 latency at a fixed {rate:,} req/s (open model)", opn, "p50_ms", "ms")
     row(f"  p99 latency at a fixed {rate:,} req/s (open model)", opn, "p99_ms", "ms")
     row(f"  p99.9 latency at a fixed {rate:,} req/s (open model)", opn, "p999_ms", "ms")
     _, rc = row(f"new connection per request, conn/s (wrk -c{C_CLOSE} -H 'Connection: close')", close, "rps", "")
+    row("  CPU per connection, us", close, "cpu_us", "")
     run.headline.append(("Distributor conn/s vs HAProxy tcp (Connection: close)", rc, None, True))
     _, rb = row(f"1 MiB responses, MiB/s (wrk -c{C_BIG})", big, "mibps", "")
+    row("  CPU per 1 MiB response, us", big, "cpu_us", "")
     run.headline.append(("Distributor 1 MiB throughput vs HAProxy tcp", rb, None, True))
     text = R.table(["measure", "direct (nginx)", "distributor", "HAProxy tcp", "distributor/direct", "distributor/HAProxy"], rows)
     run.sections[1] = text
@@ -64,7 +70,10 @@ def scenario2(run, env):
                 e = dict(os.environ, BENCH_TOKENS=env.tokens_file)
                 return measure.wrk(f"https://127.0.0.1:{port}{path}", env.tokens_lua, C_SMALL, s, env=e)
             return measure.wrk(f"https://127.0.0.1:{port}{path}", env.report_lua, C_SMALL, s, headers=headers)
-        return f
+        # The CPU of the process serving that port, per request.
+        serving = {p["gw1"]: "gateway-lpar1", p["gw2"]: "gateway-lpar2", p["gw3"]: "gateway-lpar3", p["hap_open"]: "haproxy-l7",
+                   p["hap_jwt"]: "haproxy-l7", p["bare_proxy"]: "bare-proxy"}
+        return with_cpu(f, [env.pg[serving[port]]])
 
     def o(port, path, rate, headers=()):
         return lambda s: measure.plexbench(PLEXBENCH, f"https://127.0.0.1:{port}{path}", C_OPEN, s, rate=rate, threads=1,
@@ -97,6 +106,8 @@ def scenario2(run, env):
 
     row(f"(a) no auth, req/s (wrk -c{C_SMALL}, HTTPS keep-alive)", a, "gateway", "HAProxy http", "rps")
     row("(a) p99 latency, closed loop", a, "gateway", "HAProxy http", "p99_ms", "ms")
+    row("(a) CPU per request, us (user+sys of the gateway or HAProxy; lower is better)", a, "gateway", "HAProxy http", "cpu_us")
+    row("(a) CPU per request, us: the bare thread-per-core proxy", a, "bare thread-per-core proxy", "HAProxy http", "cpu_us")
     row("(a) no auth, access log off: gateway lpar3 with PLEXGATE_LOG=warn, req/s", a, "gateway, PLEXGATE_LOG=warn", "HAProxy http", "rps")
     r_bound = row("(a) no auth vs the bare thread-per-core hyper proxy (bench/tools proxy.rs), req/s", a, "gateway",
                   "bare thread-per-core proxy", "rps")
@@ -106,12 +117,14 @@ def scenario2(run, env):
     row(f"(a) p99 latency at a fixed {ra:,} req/s", oa, "gateway", "HAProxy http", "p99_ms", "ms")
     r_jwt = row("(b) RS256 token, req/s (gateway: verified-token cache on)", b, "gateway", "HAProxy jwt_verify", "rps")
     row("(b) p99 latency, closed loop", b, "gateway", "HAProxy jwt_verify", "p99_ms", "ms")
+    row("(b) CPU per request, us", b, "gateway", "HAProxy jwt_verify", "cpu_us")
     row(f"(b) p50 latency at a fixed {rb:,} req/s", ob, "gateway", "HAProxy jwt_verify", "p50_ms", "ms")
     row(f"(b) p99 latency at a fixed {rb:,} req/s", ob, "gateway", "HAProxy jwt_verify", "p99_ms", "ms")
     r_auth_vs_open = row("(b) vs (a): gateway with token vs HAProxy http without auth, req/s", b, "gateway", "HAProxy http", "rps", peer_res=a)
     r_fresh = row(f"(c) a different token on every request ({FRESH_TOKENS} tokens cycled), req/s", c,
                   "gateway, token cache off", "HAProxy jwt_verify", "rps")
     row("(c) p99 latency, closed loop", c, "gateway, token cache off", "HAProxy jwt_verify", "p99_ms", "ms")
+    row("(c) CPU per request, us", c, "gateway, token cache off", "HAProxy jwt_verify", "cpu_us")
     hit_vs_miss = R.ratio(med(b, "gateway", "rps"), med(c, "gateway, token cache off", "rps"))
     run.headline.append(("Gateway with RS256 token vs HAProxy http without auth", r_auth_vs_open, 1.0, True))
     run.headline.append(("Gateway with RS256 token vs HAProxy jwt_verify", r_jwt, 2.0, True))
@@ -129,8 +142,10 @@ def scenario3(run, env):
     pg_url = f"https://127.0.0.1:{p['dist_chain']}/nginxjwt{small}"
     hp_url = f"https://127.0.0.1:{p['hap_l4_chain']}{small}"
     res = alternate(run, "S3 whole path with RS256 token", [
-        ("distributor -> gateway", lambda s: measure.wrk(pg_url, env.report_lua, C_SMALL, s, headers=(bearer,))),
-        ("HAProxy tcp -> HAProxy http+jwt_verify", lambda s: measure.wrk(hp_url, env.report_lua, C_SMALL, s, headers=(bearer,)))])
+        ("distributor -> gateway", with_cpu(lambda s: measure.wrk(pg_url, env.report_lua, C_SMALL, s, headers=(bearer,)),
+                                            [env.pg["distributor-chain"], env.pg["gateway-lpar1"]])),
+        ("HAProxy tcp -> HAProxy http+jwt_verify", with_cpu(lambda s: measure.wrk(hp_url, env.report_lua, C_SMALL, s, headers=(bearer,)),
+                                                            [env.pg["haproxy-l4"], env.pg["haproxy-l7"]]))])
     a, b = "distributor -> gateway", "HAProxy tcp -> HAProxy http+jwt_verify"
     rate = open_rate(med(res, a, "rps"), med(res, b, "rps"))
     opn = alternate(run, f"S3 fixed rate {rate} req/s", [
@@ -141,6 +156,7 @@ def scenario3(run, env):
     for what, r, key, unit in ((f"req/s (wrk -c{C_SMALL}, HTTPS keep-alive)", res, "rps", ""),
                                ("p50 latency, closed loop", res, "p50_ms", "ms"),
                                ("p99 latency, closed loop", res, "p99_ms", "ms"),
+                               ("CPU per request, us (user+sys of both proxies of the chain; lower is better)", res, "cpu_us", ""),
                                (f"p50 latency at a fixed {rate:,} req/s", opn, "p50_ms", "ms"),
                                (f"p99 latency at a fixed {rate:,} req/s", opn, "p99_ms", "ms"),
                                (f"p99.9 latency at a fixed {rate:,} req/s", opn, "p999_ms", "ms")):
