@@ -139,10 +139,11 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
     // A protocol upgrade (WebSocket): one attempt over HTTP/1.1, then the two sides are joined.
     let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let replayable = body_for_retries(&parts.headers, &parts.method, body).await?;
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
-    let mut headers = upstream_headers(&parts.headers, parts.uri.authority().map(|a| a.as_str()), addr, token.as_deref());
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let mut headers = upstream_headers(std::mem::take(&mut parts.headers), authority.as_deref(), addr, token.as_deref());
     if let Ok(v) = HeaderValue::from_str(&t.id) {
         headers.insert(REQUEST_ID, v);
     }
@@ -443,27 +444,23 @@ const HOP_BY_HOP: &[&str] = &[
     "host",
 ];
 
-/// The headers the instance gets: hop-by-hop and client-sent `X-Certificate-*` removed,
-/// `X-Forwarded-*` and `Forwarded` set, the token passed on as cookie and Bearer.
-fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
-    let listed = connection_listed(incoming);
-    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
-    for (k, v) in incoming {
-        let name = k.as_str();
-        if HOP_BY_HOP.contains(&name)
+/// The headers the instance gets: the client's, with hop-by-hop and client-sent
+/// `X-Certificate-*` removed (in place: no second map), `X-Forwarded-*` and `Forwarded` set,
+/// the token passed on as cookie and Bearer.
+fn upstream_headers(mut out: HeaderMap, authority: Option<&str>, addr: ClientAddr, token: Option<&str>) -> HeaderMap {
+    let listed = connection_listed(&out);
+    let incoming_host = out.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    remove_where(&mut out, |name| {
+        HOP_BY_HOP.contains(&name)
             || listed.iter().any(|l| l == name)
             || name.starts_with("x-certificate-")
             || name == FORWARD_TO
             || name == INSTANCE_ID
-        {
-            continue;
-        }
-        out.append(k.clone(), v.clone());
-    }
+    });
     // HTTP/1.1 sends Host; HTTP/2 sends :authority instead.
-    let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).or(authority).unwrap_or("").to_owned();
+    let host = incoming_host.as_deref().or(authority).unwrap_or("").to_owned();
     let client = addr.0.to_string();
-    let xff = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match out.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {client}"),
         None => client.clone(),
     };
@@ -487,7 +484,7 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
         set(&mut out, "authorization", format!("Bearer {t}"));
         let mut cookies = format!("{AUTH_COOKIE}={t}");
         let ours = |c: &str| c.strip_prefix(AUTH_COOKIE).is_some_and(|rest| rest.starts_with('='));
-        for c in incoming.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).map(str::trim) {
+        for c in out.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).map(str::trim) {
             if !c.is_empty() && !ours(c) {
                 cookies.push_str("; ");
                 cookies.push_str(c);
@@ -503,21 +500,17 @@ fn upstream_headers(incoming: &HeaderMap, authority: Option<&str>, addr: ClientA
 fn downstream(resp: Response<hyper::body::Incoming>, idle: std::time::Duration) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let listed = connection_listed(&parts.headers);
-    // One pass to find them (an answer usually has one, `connection`), rather than a hashed
-    // removal of each of the nine names from every answer.
-    let drop: Vec<HeaderName> = parts
-        .headers
-        .keys()
-        .filter(|k| {
-            let name = k.as_str();
-            (name != "host" && HOP_BY_HOP.contains(&name)) || listed.iter().any(|l| l == name)
-        })
-        .cloned()
-        .collect();
-    for name in drop {
-        parts.headers.remove(name);
-    }
+    remove_where(&mut parts.headers, |name| (name != "host" && HOP_BY_HOP.contains(&name)) || listed.iter().any(|l| l == name));
     Response::from_parts(parts, Body::new(IdleBody::new(body, idle, "response", None)))
+}
+
+/// Removes every header whose (lower-case) name `drop` picks: one pass to find them (a
+/// message usually has one or none), rather than a hashed removal of each candidate name.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers.keys().filter(|k| drop(k.as_str())).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 /// The header names a `Connection` header lists (hop-by-hop too), lower case; none
