@@ -79,7 +79,7 @@ def write_report(run, m, started, path, workers_seen):
     L.append("# Benchmarks: plexgate against HAProxy and nginx\n")
     L.append(f"Measured by `bench/run` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} in {took / 60:.1f} minutes "
              f"({run.waited_s / 60:.1f} of them waiting for other sessions' jobs on this shared machine; {run.repeated} "
-             f"measurements repeated because another process ran during them) (issue 8). Every figure below comes from that one run: {ROUNDS} rounds per comparison, plexgate and its peer "
+             f"measurements repeated because another process ran during them) (issues 8 and 14). Every figure below comes from that one run: {ROUNDS} rounds per comparison, plexgate and its peer "
              f"alternating (order reversed every round), medians with ± half the range between rounds. "
              f"Targets are reported, not enforced.\n")
     L.append("## Headline\n")
@@ -88,7 +88,7 @@ def write_report(run, m, started, path, workers_seen):
         what, r, target, higher = entry[:4]
         unit = entry[4] if len(entry) > 4 else "x"
         if unit == "x":
-            value, goal = R.fmt_ratio(r), "-" if target is None else f">= {target}x"
+            value, goal = R.fmt_ratio(r), "-" if target is None else f"{'>=' if higher else '<='} {target}x"
         else:
             value, goal = ("n/a" if r is None else f"{r:.1f} {unit}"), "-" if target is None else f"<= {target} {unit}"
         rows.append((what, value, goal, "-" if target is None else R.verdict(r, target, higher)))
