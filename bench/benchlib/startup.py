@@ -1,6 +1,7 @@
 """Scenario 5: `plexgate up`, its memory and its time to the first login."""
 
 import http.client
+import json
 import os
 import ssl
 import subprocess
@@ -93,9 +94,20 @@ def scenario5(run, procs, tmp, nginx_port):
 
     p, t0 = start("memory")
     ctx = ssl.create_default_context(cafile=ca_file)
-    for port in (ports["gw1"], ports["gw2"]):
-        wait_until("gateway health", lambda port=port: request(port, "GET", "/application/health", ctx)[0] == 200, timeout=60)
+    # The gateways of `up` take the PROXY protocol from the distributor only (a direct TLS
+    # connection is closed unread), so their health is asked through the distributor, and its
+    # status must show both targets up.
     wait_until("distributor", lambda: request(ports["admin"], "GET", "/status")[0] == 200, timeout=30)
+
+    def both_up():
+        st, _, body = request(ports["admin"], "GET", "/status")
+        targets = json.loads(body)["targets"] if st == 200 else []
+        if len(targets) == 2 and all(t.get("state") == "up" for t in targets):
+            return True
+        raise RuntimeError(f"distributor status {st}: {[(t.get('name'), t.get('state')) for t in targets]}")
+    wait_until("both gateways up in the distributor's status", both_up, timeout=60)
+    wait_until("gateway health through the distributor",
+               lambda: request(ports["ext"], "GET", "/application/health", ctx)[0] == 200, timeout=60)
     time.sleep(3)
     pids = members(p)
     idle = rss(pids)

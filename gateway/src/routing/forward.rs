@@ -221,6 +221,13 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
             Ok(Err(e)) if sent.as_ref().is_some_and(|s| s.broke()) => {
                 return Err(GatewayError::BadRequest(format!("the request body broke off ({e})")));
             }
+            // This gateway is out of file descriptors: not the instance's fault, and every
+            // other instance would fail the same way. Ejecting them all would shed traffic
+            // for the ejection period after the descriptors are back.
+            Ok(Err(e)) if e.is_connect() && out_of_descriptors(&e) => {
+                tracing::warn!(instance = %instance.id, error = %e, "cannot open an upstream connection: this gateway is out of file descriptors (raise its open-files limit)");
+                return Err(GatewayError::NotReady("the gateway is out of file descriptors".to_owned()));
+            }
             Ok(Err(e)) if e.is_connect() => {
                 instance.failed(g.routes.config.ejection);
                 last = GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id));
@@ -406,6 +413,22 @@ async fn authenticate(
     }
 }
 
+/// Whether `e` (or an error it wraps) is this process running out of file descriptors
+/// (EMFILE, or ENFILE for the whole system).
+fn out_of_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
+    let local = [rustix::io::Errno::MFILE.raw_os_error(), rustix::io::Errno::NFILE.raw_os_error()];
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error().is_some_and(|c| local.contains(&c))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// A request body: kept in memory (retryable) or streamed (one attempt).
 enum Kept {
     Bytes(Bytes),
@@ -556,6 +579,26 @@ mod tests {
         for ok in ["/a/b", "/a%2Fb", "//double", "/a..b", "/.hidden", ""] {
             assert!(check_path(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_told_from_an_instance_refusing() {
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "connect: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let emfile = Wrapped(std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error()));
+        assert!(out_of_descriptors(&emfile));
+        let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!out_of_descriptors(&refused));
     }
 
     #[test]
