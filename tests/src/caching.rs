@@ -9,8 +9,6 @@ use crate::{Workspace, free_port};
 
 /// A caching service under test, in its own workspace.
 pub struct CachingService {
-    /// Its workspace (certificates in `workspace/certificates`).
-    pub ws: Workspace,
     /// The process.
     pub proc: Proc,
     /// Its HTTPS port.
@@ -22,6 +20,9 @@ pub struct CachingService {
     /// The other replicas, for [`REPLICATED_LEADER`] and [`REPLICATED_FOLLOWER`].
     pub replicas: Option<crate::replicated::Group>,
     config: std::path::PathBuf,
+    /// Its workspace (certificates in `workspace/certificates`). Last: dropped after the
+    /// processes, which print their logs from it when a test fails.
+    pub ws: Workspace,
 }
 
 /// A `Setup::mode` of the tests only: `redis` reached through Sentinel (master, replica,

@@ -35,8 +35,6 @@ impl Default for ClusterSetup {
 
 /// The running cluster.
 pub struct Cluster {
-    /// The shared workspace.
-    pub ws: Workspace,
     /// The caching service.
     pub caching: Option<Proc>,
     /// Gateways by index (`None` when not running).
@@ -55,6 +53,9 @@ pub struct Cluster {
     pub config: std::path::PathBuf,
     /// An HTTPS client trusting the workspace CA (no client certificate).
     pub http: Client,
+    /// The shared workspace. Last, so it is dropped (deleted) after the processes, which
+    /// print their logs from it when a test fails.
+    pub ws: Workspace,
 }
 
 impl Cluster {

@@ -68,27 +68,40 @@ pub fn python3_available(purpose: &str) -> bool {
     ok
 }
 
-/// A port on 127.0.0.1 that was free a moment ago, and never handed out before in this test
-/// process: tests hold ports with nothing bound on them (a process being restarted, a port
-/// that must stay dead). It is taken below the kernel's ephemeral range
-/// (`net.ipv4.ip_local_port_range`), where outgoing connections take their local ports: a port
-/// from that range, free when picked, was sometimes taken by a client's connection before the
-/// process meant to listen on it had started (a gateway's admin listener failed so in CI).
+/// A port on 127.0.0.1 that was free a moment ago, and handed out to no other test process
+/// still running: tests hold ports with nothing bound on them (a process being restarted, a
+/// port that must stay dead), and nextest runs every test in a process of its own, so each
+/// port is reserved by an exclusive lock on a file named after it, held until this process
+/// exits (the kernel drops it even on a crash). Two tests given one port had two servers on it:
+/// with `SO_REUSEPORT`, a gateway of another test answered this test's requests.
+///
+/// It is taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), where
+/// outgoing connections take their local ports: a port from that range, free when picked, was
+/// sometimes taken by a client's connection before the process meant to listen on it had
+/// started (a gateway's admin listener failed so in CI).
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     // Ports 10000 up to the ephemeral range; below 10000 are too many well-known services.
     let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    let locks = std::env::temp_dir().join("plexgate-test-ports");
+    std::fs::create_dir_all(&locks).expect("create the port reservation directory");
     let random = std::collections::hash_map::RandomState::new();
     for attempt in 0u64.. {
         let mut h = random.build_hasher();
         h.write_u64(attempt);
         let port = low + (h.finish() % u64::from(high - low)) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+        // Reserved first (by this process too: a lock is per open file), then checked free.
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(locks.join(port.to_string()));
+        if let Ok(file) = file
+            && file.try_lock().is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(file);
             return port;
         }
         assert!(attempt < 100_000, "no free port below {high}");

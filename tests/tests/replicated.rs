@@ -264,13 +264,14 @@ fn peers_of_another_cluster_and_other_certificates_are_refused() {
 
 /// Two gateways and three replicas (the third haInstance runs only a caching service).
 struct Site {
-    ws: Workspace,
     replicas: Vec<Option<plexgate_tests::process::Proc>>,
     replica_ports: Vec<u16>,
     gateways: Vec<plexgate_tests::process::Proc>,
     gateway_ports: Vec<u16>,
     http: reqwest::blocking::Client,
     _sample: plexgate_tests::process::Proc,
+    // Last: deleted after the processes print their logs from it.
+    ws: Workspace,
 }
 
 const PASSWORD: &str = "correct horse battery staple";
