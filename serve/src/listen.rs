@@ -58,7 +58,50 @@ pub async fn reuseport_listeners(host: &str, port: u16, count: usize, freebind: 
         bound = l.local_addr()?;
         out.push(l.into_std()?);
     }
+    if port != 0 {
+        refuse_shared(bound, &out)?;
+    }
     Ok(out)
+}
+
+/// Fails with `AddrInUse` when a listening socket not in `ours` is bound to `addr` too. The
+/// plain bind above leaves a window: two processes starting together both pass it, then both
+/// join one `SO_REUSEPORT` group and split the connections between them (two tests' gateways
+/// on one port did, and one answered the other's clients). Whichever of the two looks last
+/// sees the other's sockets (the kernel's table, `/proc/net/tcp`), so at least one refuses.
+fn refuse_shared(addr: SocketAddr, ours: &[std::net::TcpListener]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let inode = |l: &std::net::TcpListener| {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", l.as_raw_fd())).ok()?;
+        link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned)
+    };
+    let ours: Vec<String> = ours.iter().filter_map(inode).collect();
+    let table = if addr.is_ipv4() { "/proc/net/tcp" } else { "/proc/net/tcp6" };
+    // Without procfs (or our own inodes) there is nothing to compare: the plain bind stands.
+    let (Ok(text), false) = (std::fs::read_to_string(table), ours.is_empty()) else { return Ok(()) };
+    let foreign = listeners_on(&text, addr).filter(|i| !ours.iter().any(|o| o == i)).count();
+    if foreign > 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("another process listens on {addr} too ({foreign} socket(s) with SO_REUSEPORT): one port, one server"),
+        ));
+    }
+    Ok(())
+}
+
+/// The inodes of the sockets listening on exactly `addr` in a `/proc/net/tcp{,6}` table,
+/// where addresses are hex of 32-bit words in host order and the port is big-endian hex.
+fn listeners_on(table: &str, addr: SocketAddr) -> impl Iterator<Item = String> + '_ {
+    let words: Vec<[u8; 4]> = match addr {
+        SocketAddr::V4(a) => vec![a.ip().octets()],
+        SocketAddr::V6(a) => a.ip().octets().chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
+    };
+    let local = format!("{}:{:04X}", words.iter().map(|w| format!("{:08X}", u32::from_ne_bytes(*w))).collect::<String>(), addr.port());
+    table.lines().skip(1).filter_map(move |line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode; 0A = LISTEN.
+        (f.len() > 9 && f[1].eq_ignore_ascii_case(&local) && f[3] == "0A").then(|| f[9].to_owned())
+    })
 }
 
 /// The next connection; a failed accept (out of file descriptors, say) is logged and retried
@@ -86,5 +129,34 @@ mod tests {
         assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
         let again = reuseport_listeners("127.0.0.1", ports[0], 1, false).await;
         assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    /// Another process that slipped through the window between the plain bind and the
+    /// `SO_REUSEPORT` group (stood in for by a socket these listeners did not make) is seen.
+    #[tokio::test]
+    async fn a_second_server_in_the_same_reuseport_group_is_refused() {
+        let ours = reuseport_listeners("127.0.0.1", 0, 2, false).await.unwrap();
+        let addr = ours[0].local_addr().unwrap();
+        refuse_shared(addr, &ours).expect("only our own sockets");
+        let intruder = TcpSocket::new_v4().unwrap();
+        intruder.set_reuseport(true).unwrap();
+        intruder.bind(addr).unwrap();
+        let _intruder = intruder.listen(16).unwrap();
+        let e = refuse_shared(addr, &ours).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        // The same port on another address is another listener, not a shared one.
+        let other = reuseport_listeners("127.0.0.2", addr.port(), 1, false).await;
+        assert!(other.is_ok(), "{other:?}");
+    }
+
+    #[test]
+    fn the_kernel_table_is_read_for_the_exact_address_and_listening_sockets_only() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:2742 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0 100 0 0 10 0\n\
+   1: 0100007F:2742 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1\n\
+   2: 0200007F:2742 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0 100 0 0 10 0\n";
+        let found: Vec<String> = listeners_on(table, "127.0.0.1:10050".parse().unwrap()).collect();
+        assert_eq!(found, ["111"]);
     }
 }
