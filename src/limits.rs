@@ -9,7 +9,7 @@ const WANTED_OPEN_FILES: u64 = 16_384;
 /// Raises the soft open-files limit to the hard one (the distributor's helper), logs the limit
 /// in force, and says what is needed when it is low. `role` names the process in the log.
 pub fn raise_open_files(role: &str) {
-    let limit = plexgate_distributor::limits::raise_open_files();
+    let limit = plexgate_serve::limits::raise_open_files();
     tracing::info!(role, open_files = ?limit, "open-files limit");
     if let Some(limit) = limit.filter(|l| *l < WANTED_OPEN_FILES) {
         tracing::warn!(

@@ -17,7 +17,6 @@ mod copy;
 mod error;
 mod forward;
 pub mod health;
-pub mod limits;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod resolve;

@@ -7,9 +7,12 @@ use plexgate_metrics_recorder::PrometheusHandle;
 pub const CONNECTIONS_TOTAL: &str = "plexgate_distributor_connections_total";
 /// Client connections open now, by `target`.
 pub const CONNECTIONS_ACTIVE: &str = "plexgate_distributor_connections_active";
-/// Client connections closed without being forwarded, by `reason`
-/// (`max_connections`, `no_target`).
+/// Client connections closed without being forwarded, by `reason` (`no_target`).
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "plexgate_distributor_connections_refused_total";
+/// Times a thread stopped accepting at the connection limit (`maxConnections`, or what the
+/// open-files limit allows) until a connection closed; the clients meanwhile wait in the
+/// kernel's accept queue.
+pub const ACCEPT_PAUSED_TOTAL: &str = "plexgate_distributor_accept_paused_total";
 /// Connects to a target that failed (each one made the connection fall through), by `target`.
 pub const CONNECT_FAILURES_TOTAL: &str = "plexgate_distributor_connect_failures_total";
 /// Client connections replayed on the next candidate because a target closed or reset them

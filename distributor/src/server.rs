@@ -31,8 +31,11 @@ pub struct Shared {
     pub selector: Selector,
     /// Longest wait for a target's TCP connect (the health check timeout).
     pub connect_timeout: Duration,
-    /// One permit per open client connection (`maxConnections`).
+    /// One permit per open client connection: `maxConnections`, or fewer when the open-files
+    /// limit allows fewer ([`Shared::max_connections`]).
     pub connections: Arc<Semaphore>,
+    /// The permits `connections` started with.
+    pub max_connections: u32,
     /// Set once shutdown has begun.
     pub draining: AtomicBool,
     /// The listen address, for status.
@@ -44,7 +47,7 @@ pub struct Shared {
 impl Shared {
     /// Client connections open now.
     pub fn active(&self) -> u64 {
-        (self.config.max_connections as usize).saturating_sub(self.connections.available_permits()) as u64
+        (self.max_connections as usize).saturating_sub(self.connections.available_permits()) as u64
     }
 
     /// The JSON status of the admin listener.
@@ -109,11 +112,24 @@ impl Distributor {
             None => None,
         };
         let address = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();
+        // Two descriptors a connection: the client's and the target's.
+        let open_files = plexgate_serve::limits::open_files();
+        let max_connections = plexgate_serve::limits::connections_within(config.max_connections, open_files, 2);
+        if max_connections < config.max_connections {
+            tracing::warn!(
+                configured = config.max_connections,
+                max_connections,
+                open_files,
+                wanted = u64::from(config.max_connections) * 2 + plexgate_serve::limits::RESERVED_FILES,
+                "the open-files limit holds fewer connections than maxConnections: past `max_connections` new clients wait in the accept queue; raise the hard limit to `wanted` (LimitNOFILE= in the systemd unit, nofile in /etc/security/limits.conf)"
+            );
+        }
         let shared = Arc::new(Shared {
             selector: Selector::new(config.method, config.auto_switch_back, &targets),
             targets,
             connect_timeout: config.health_check.timeout,
-            connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+            connections: Arc::new(Semaphore::new(max_connections as usize)),
+            max_connections,
             draining: AtomicBool::new(false),
             address,
             metrics,
@@ -164,7 +180,7 @@ impl Distributor {
         shared.draining.store(true, Ordering::Relaxed);
         let drain = shared.config.drain_timeout;
         tracing::info!(open = shared.active(), ?drain, "distributor stopping: no new connections; letting open ones finish");
-        let all = shared.connections.clone().acquire_many_owned(shared.config.max_connections);
+        let all = shared.connections.clone().acquire_many_owned(shared.max_connections);
         match tokio::time::timeout(drain, all).await {
             Ok(_) => tracing::info!("every connection closed"),
             Err(_) => tracing::warn!(open = shared.active(), "drain timeout reached; closing the connections still open"),

@@ -15,6 +15,9 @@ pub const ROUTED_REQUESTS_TOTAL: &str = "plexgate_gateway_routed_requests_total"
 /// Time waiting for API service instances' answers (to the response headers, all attempts of
 /// one request), by `service` and `instance` (the last one tried).
 pub const ROUTED_UPSTREAM_SECONDS: &str = "plexgate_gateway_routed_upstream_seconds";
+/// Times a worker stopped accepting at the connections the open-files limit holds until one
+/// closed (clients meanwhile wait in the kernel's accept queue).
+pub const ACCEPT_PAUSED_TOTAL: &str = "plexgate_gateway_accept_paused_total";
 /// Connections closed at once because their peer is not among
 /// `components.gateway.proxyProtocolTrustedSources` (it could claim any client address).
 pub const PROXY_UNTRUSTED_CONNECTIONS_TOTAL: &str = "plexgate_gateway_proxy_untrusted_connections_total";

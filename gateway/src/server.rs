@@ -188,7 +188,17 @@ impl GatewayServer {
                 }
             });
         }
+        // Two descriptors a routed connection (the client's, the upstream one): accepting past
+        // what the limit holds would fail requests half-way with EMFILE.
+        let open_files = plexgate_serve::limits::open_files();
+        let max_connections = plexgate_serve::limits::connections_within(u32::MAX, open_files, 2);
+        tracing::info!(
+            max_connections,
+            ?open_files,
+            "client connections the open-files limit holds; past it new ones wait in the accept queue"
+        );
         let conns = Arc::new(Conns {
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections as usize)),
             acceptor: self.acceptor.clone(),
             app: self.app.clone(),
             state: self.state.clone(),

@@ -43,6 +43,8 @@ pub(crate) enum Phase {
 
 /// What every connection needs, shared by the workers.
 pub(crate) struct Conns {
+    /// One permit per open client connection, as many as the open-files limit holds.
+    pub slots: Arc<tokio::sync::Semaphore>,
     pub acceptor: TlsAcceptor,
     pub app: axum::Router,
     pub state: Arc<Gateway>,
@@ -78,7 +80,28 @@ pub(crate) fn spawn(
                     a = plexgate_serve::accept_or_back_off(&listener) => a,
                     _ = phase.wait_for(|p| *p != Phase::Serving) => break,
                 };
-                tokio::spawn(connection(conns.clone(), tcp, peer, graceful.watcher()));
+                // At the limit this worker holds the connection it has and accepts no more
+                // until one closes: the next clients wait in the accept queue.
+                let slot = match conns.slots.clone().try_acquire_owned() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        metrics::counter!(crate::metrics::ACCEPT_PAUSED_TOTAL).increment(1);
+                        tracing::debug!(worker = n, %peer, "open-files limit reached; this client waits for a connection to close");
+                        tokio::select! {
+                            s = conns.slots.clone().acquire_owned() => match s {
+                                Ok(s) => s,
+                                Err(_) => break,
+                            },
+                            _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+                        }
+                    }
+                };
+                let c = conns.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    connection(c, tcp, peer, watcher).await;
+                    drop(slot);
+                });
             }
             drop(listener);
             tokio::select! {

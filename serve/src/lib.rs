@@ -5,6 +5,7 @@
 //! bound. The gateway and the distributor have loops of their own (PROXY protocol, limits,
 //! connection counts, upgrades through the distributor) on the listeners of [`listen`].
 
+pub mod limits;
 mod listen;
 
 pub use listen::{ACCEPT_BACKOFF, LISTEN_BACKLOG, accept_or_back_off, cores, reuseport_listeners};

@@ -454,13 +454,24 @@ fn connection_limits_in_total_and_per_target_are_enforced() {
     assert_eq!(first.instance().unwrap(), "b1");
     let mut second = Conn::open(d.port, &tls).expect("second");
     assert_eq!(second.instance().unwrap(), "b2", "b1 is at its own limit");
-    let mut third = TcpStream::connect(("127.0.0.1", d.port)).expect("the kernel accepts");
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert!(matches!(third.read(&mut [0u8; 1]), Ok(0) | Err(_)), "over maxConnections: closed at once");
+    // Over maxConnections the client waits in the accept queue (as under HAProxy's maxconn):
+    // neither served nor closed until a connection closes, then served.
+    let (port, tls3) = (d.port, tls.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Conn::open(port, &tls3).and_then(|mut c| c.instance().map(|i| (i, c))));
+    });
+    assert!(
+        matches!(rx.recv_timeout(Duration::from_millis(700)), Err(std::sync::mpsc::RecvTimeoutError::Timeout)),
+        "over maxConnections: the third client waits"
+    );
+    assert_eq!(d.status().unwrap()["active"], 2, "{}", d.status().unwrap());
     drop(first);
-    assert_eventually!(Duration::from_secs(5), d.status().unwrap()["active"] == 1, "{}", d.status().unwrap());
-    assert_eq!(instance_via(d.port, &tls).as_deref(), Ok("b1"));
+    let third = rx.recv_timeout(Duration::from_secs(10)).expect("served once a connection closed");
+    let (instance, _third) = third.expect("the third connection");
+    assert_eq!(instance, "b1");
     assert_eq!(second.instance().unwrap(), "b2");
+    assert_eq!(d.status().unwrap()["active"], 2, "{}", d.status().unwrap());
 }
 
 #[test]

@@ -659,7 +659,8 @@ pub struct Distributor {
     pub health_check: HealthCheck,
     /// The admin listener (JSON status, Prometheus metrics).
     pub admin: Admin,
-    /// Most concurrent client connections in total.
+    /// Most concurrent client connections in total (fewer when the open-files limit allows
+    /// fewer, two descriptors each); past it new clients wait in the accept queue.
     pub max_connections: i64,
     /// Most concurrent connections per target (0: no limit of its own).
     pub max_connections_per_target: i64,
