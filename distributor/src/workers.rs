@@ -57,23 +57,14 @@ async fn accept(listener: &TcpListener, shared: &Arc<Shared>, phase: &mut watch:
             a = plexgate_serve::accept_or_back_off(listener) => a,
             _ = phase.wait_for(|p| *p != Phase::Serving) => return,
         };
-        // At the limit this thread holds the connection it has, unserved, and accepts no more
-        // until one closes: the next clients wait in the kernel's accept queue (as under
-        // HAProxy's maxconn) instead of being closed, or failing for want of a descriptor. The
-        // slot is taken after the accept, so no idle thread sits on one.
-        let permit = match shared.connections.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                metrics::counter!(m::ACCEPT_PAUSED_TOTAL).increment(1);
-                tracing::debug!(%peer, max = shared.max_connections, "connection limit reached; this client waits for a connection to close");
-                tokio::select! {
-                    p = shared.connections.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    },
-                    _ = phase.wait_for(|p| *p != Phase::Serving) => return,
-                }
-            }
+        // At the limit the client waits in the accept queue instead of being closed or failing
+        // for want of a descriptor.
+        let paused = || {
+            metrics::counter!(m::ACCEPT_PAUSED_TOTAL).increment(1);
+            tracing::debug!(%peer, max = shared.max_connections, "connection limit reached; this client waits for a connection to close");
+        };
+        let Some(permit) = plexgate_serve::limits::slot(&shared.connections, paused, phase.wait_for(|p| *p != Phase::Serving)).await else {
+            return;
         };
         let _ = tcp.set_nodelay(true);
         let local: SocketAddr = match (ask_local, bound) {

@@ -80,21 +80,13 @@ pub(crate) fn spawn(
                     a = plexgate_serve::accept_or_back_off(&listener) => a,
                     _ = phase.wait_for(|p| *p != Phase::Serving) => break,
                 };
-                // At the limit this worker holds the connection it has and accepts no more
-                // until one closes: the next clients wait in the accept queue.
-                let slot = match conns.slots.clone().try_acquire_owned() {
-                    Ok(s) => s,
-                    Err(_) => {
-                        metrics::counter!(crate::metrics::ACCEPT_PAUSED_TOTAL).increment(1);
-                        tracing::debug!(worker = n, %peer, "open-files limit reached; this client waits for a connection to close");
-                        tokio::select! {
-                            s = conns.slots.clone().acquire_owned() => match s {
-                                Ok(s) => s,
-                                Err(_) => break,
-                            },
-                            _ = phase.wait_for(|p| *p != Phase::Serving) => break,
-                        }
-                    }
+                // At the limit the client waits in the accept queue (see `limits::slot`).
+                let paused = || {
+                    metrics::counter!(crate::metrics::ACCEPT_PAUSED_TOTAL).increment(1);
+                    tracing::debug!(worker = n, %peer, "open-files limit reached; this client waits for a connection to close");
+                };
+                let Some(slot) = plexgate_serve::limits::slot(&conns.slots, paused, phase.wait_for(|p| *p != Phase::Serving)).await else {
+                    break;
                 };
                 let c = conns.clone();
                 let watcher = graceful.watcher();

@@ -36,6 +36,25 @@ pub fn connections_within(configured: u32, open_files: Option<u64>, per_connecti
     }
 }
 
+/// A slot for a connection just accepted: at once when one is free; otherwise `paused` is
+/// called and the caller waits, holding that connection unserved and accepting no more, until a
+/// connection closes (so the next clients wait in the kernel's accept queue, as under HAProxy's
+/// maxconn) or `stop` completes (`None`). Taken after the accept, so no idle thread sits on one.
+pub async fn slot(
+    slots: &std::sync::Arc<tokio::sync::Semaphore>,
+    paused: impl FnOnce(),
+    stop: impl std::future::Future,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(s) = slots.clone().try_acquire_owned() {
+        return Some(s);
+    }
+    paused();
+    tokio::select! {
+        s = slots.clone().acquire_owned() => s.ok(),
+        _ = stop => None,
+    }
+}
+
 /// The open-files limit in force (`None`: unlimited).
 pub fn open_files() -> Option<u64> {
     getrlimit(Resource::Nofile).current

@@ -66,8 +66,8 @@ pub async fn reuseport_listeners(host: &str, port: u16, count: usize, freebind: 
 
 /// Fails with `AddrInUse` when a listening socket not in `ours` is bound to `addr` too. The
 /// plain bind above leaves a window: two processes starting together both pass it, then both
-/// join one `SO_REUSEPORT` group and split the connections between them (two tests' gateways
-/// on one port did, and one answered the other's clients). Whichever of the two looks last
+/// join one `SO_REUSEPORT` group and split the connections between them, each process
+/// answering some of the other's clients. Whichever of the two looks last
 /// sees the other's sockets (the kernel's table, `/proc/net/tcp`), so at least one refuses.
 fn refuse_shared(addr: SocketAddr, ours: &[std::net::TcpListener]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;

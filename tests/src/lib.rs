@@ -72,8 +72,8 @@ pub fn python3_available(purpose: &str) -> bool {
 /// still running: tests hold ports with nothing bound on them (a process being restarted, a
 /// port that must stay dead), and nextest runs every test in a process of its own, so each
 /// port is reserved by an exclusive lock on a file named after it, held until this process
-/// exits (the kernel drops it even on a crash). Two tests given one port had two servers on it:
-/// with `SO_REUSEPORT`, a gateway of another test answered this test's requests.
+/// exits (the kernel drops it even on a crash). Two tests given one port would put two servers
+/// on it; with `SO_REUSEPORT` both could listen, each answering some of the other's requests.
 ///
 /// It is taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), where
 /// outgoing connections take their local ports: a port from that range, free when picked, was
