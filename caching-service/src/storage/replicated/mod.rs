@@ -57,6 +57,11 @@ use crate::error::CacheError;
 
 /// How long a write or a linearizable read waits for a leader (an election) before 503.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+// openraft 0.9 lets a follower that followed a leader stand only after the leader's lease
+// (election_timeout_max) plus its own timeout, and one that saw a greater log waits a further
+// 2 x election_timeout_max: a lost leader is replaced within 4 x the maximum, and a split vote
+// costs one more timeout. A write must outlast that.
+const _: () = assert!(WRITE_DEADLINE.as_millis() > 5 * ELECTION_TIMEOUT_MAX_MS as u128);
 /// One forwarded attempt: a hung leader must not hold a write for the whole deadline, since a
 /// new leader is elected within an election timeout or two.
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
@@ -64,8 +69,11 @@ const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// contact: two election timeouts.
 pub const CONTACT_BOUND: Duration = Duration::from_millis(2 * ELECTION_TIMEOUT_MAX_MS);
 const HEARTBEAT_MS: u64 = 100;
-const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
-const ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+// Three heartbeats at least; a follower stands after 0.9-1.2 s without a leader (lease +
+// timeout, see WRITE_DEADLINE). With 0.5-1 s, a replacement could take 5 s and more (seen: a
+// write through a follower answered 503 while the leader hung).
+const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
 
 /// One replica: its Raft node and its store.
 pub struct Replica {
