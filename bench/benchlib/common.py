@@ -11,7 +11,8 @@ from benchlib import report as R
 from benchlib.procs import ForeignCpu, busy_builds, cpu_busy, cpu_seconds, thread_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLEXGATE = os.path.join(ROOT, "target", "release", "plexgate")
+# PLEXGATE_BENCH_BIN: another build of the same tree (a profile of a variant; bench/run builds this one).
+PLEXGATE = os.environ.get("PLEXGATE_BENCH_BIN") or os.path.join(ROOT, "target", "release", "plexgate")
 PLEXBENCH = os.path.join(ROOT, "bench", "tools", "target", "release", "plexbench")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DUR = int(os.environ.get("BENCH_DURATION", "6"))
