@@ -1,7 +1,7 @@
 //! Thread-per-core serving (issue 14): one OS thread per core, each running a `current_thread`
 //! tokio runtime with its own `SO_REUSEPORT` listener on the gateway's port (the kernel spreads
 //! new connections over them) and its own pooled client to the API services (see
-//! [`crate::routing::Routes::client_for`]), so a request never crosses threads: no wake-up of
+//! [`crate::routing::upstream`]), so a request never crosses threads: no wake-up of
 //! another core, no cross-CPU reschedule. On this 2-core machine it measured faster than the
 //! multi-thread runtime (numbers in ARCHITECTURE.md). Shared state (tokens, registry,
 //! revocation view) stays behind `Arc`s; background work (feeds, health checks, the admin
@@ -75,6 +75,13 @@ pub(crate) fn spawn(
                 }
             };
             let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            // This thread's idle upstream connections are closed when unused for a while.
+            tokio::spawn(async {
+                loop {
+                    tokio::time::sleep(crate::routing::upstream::SWEEP_INTERVAL).await;
+                    crate::routing::upstream::sweep();
+                }
+            });
             loop {
                 let (tcp, peer) = tokio::select! {
                     a = plexgate_serve::accept_or_back_off(&listener) => a,

@@ -501,3 +501,55 @@ fn an_answer_head_over_the_limit_is_a_502_and_one_under_it_passes() {
     let body: Value = r.json().unwrap();
     assert_eq!(body["messages"][0]["messageNumber"], "ZWEAG510E", "{body}");
 }
+
+/// The client ports (connections) the requests with markers `ns` reached `u` on, in order.
+fn peers(c: &Cluster, u: &Upstream, ns: &[u64]) -> Vec<u64> {
+    let record = u.record(c);
+    let requests = record["requests"].as_array().expect("requests");
+    ns.iter()
+        .map(|n| {
+            let target = format!("{TARGET}?n={n}");
+            let seen: Vec<&Value> = requests.iter().filter(|r| r["target"] == target.as_str()).collect();
+            assert_eq!(seen.len(), 1, "request {n} reached the instance once: {seen:?}");
+            seen[0]["peer"].as_u64().expect("peer")
+        })
+        .collect()
+}
+
+#[test]
+fn keep_alive_connections_to_an_instance_are_reused_and_one_it_closes_is_replaced_without_an_error() {
+    if !python3_available() {
+        return;
+    }
+    // No retries: a request the gateway sent on a connection the instance had closed would be
+    // the client's error here, not hidden by a second attempt.
+    let mut c = cluster("retries: 0");
+    let a = Upstream::start(&c, "a", "ok");
+    c.define("conns.yml", &definition("conns", &[a.port], false));
+    c.start_gateway(0);
+    // One client connection: its requests are served by one serving thread, which sends them
+    // over the connection the previous answer gave back (a new one per request would mean the
+    // connection was not given back when its answer's body ended).
+    let answers: Vec<Answer> = (0..40).map(|_| request(&c, "GET", "conns")).collect();
+    assert!(answers.iter().all(|r| r.status == 200), "{answers:?}");
+    let mut used = peers(&c, &a, &answers.iter().map(|r| r.n).collect::<Vec<_>>());
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() <= 2, "40 requests one after the other took {} upstream connections: {used:?}", used.len());
+    // Bodyless answers (HEAD) end at once and give their connection back too.
+    let heads: Vec<Answer> = (0..10).map(|_| request(&c, "HEAD", "conns")).collect();
+    assert!(heads.iter().all(|r| r.status == 200), "{heads:?}");
+    let mut used = peers(&c, &a, &heads.iter().map(|r| r.n).collect::<Vec<_>>());
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() <= 2, "10 HEADs took {} upstream connections: {used:?}", used.len());
+    // Now the instance closes each connection after its answer: every next request goes over a
+    // new one and is answered, POSTs included, each reaching the instance exactly once.
+    a.set(&c, "mode/close");
+    for method in ["GET", "POST", "GET", "PUT", "POST", "GET", "DELETE", "POST"] {
+        let r = request(&c, method, "conns");
+        assert_eq!(r.status, 200, "{method} after the instance closed the previous connection: {r:?}");
+        assert_eq!(r.body["method"], method, "{r:?}");
+        assert_eq!(a.saw(&c, r.n), 1, "{method} reached the instance once");
+    }
+}

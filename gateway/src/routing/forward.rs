@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use super::definitions::{RouteDef, Scheme};
 use super::idle::{IdleBody, Sent};
 use super::registry::{Instance, Service};
+use super::upstream::UpBody;
 use crate::error::GatewayError;
 use crate::state::{AUTH_COOKIE, ClientAddr, ClientCert, Gateway, PAT_COOKIE, PAT_HEADER, bearer, cookie};
 use crate::tokens::Kind;
@@ -298,7 +299,7 @@ async fn tunnel(
     instance.succeeded();
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let idle = g.routes.config.idle_timeout;
-        return Ok(downstream(resp, idle));
+        return Ok(downstream(resp.map(UpBody::plain), idle));
     }
     let on_instance = hyper::upgrade::on(&mut resp);
     // Counted until the tunnel closes, so a draining gateway lets it finish (up to shutdown.timeout).
@@ -520,7 +521,7 @@ fn upstream_headers(mut out: HeaderMap, authority: Option<&str>, addr: ClientAdd
 }
 
 /// The instance's answer, without hop-by-hop headers, streamed; cut when it stalls for `idle`.
-fn downstream(resp: Response<hyper::body::Incoming>, idle: std::time::Duration) -> Response<Body> {
+fn downstream(resp: Response<UpBody>, idle: std::time::Duration) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let listed = connection_listed(&parts.headers);
     remove_where(&mut parts.headers, |name| (name != "host" && HOP_BY_HOP.contains(&name)) || listed.iter().any(|l| l == name));
