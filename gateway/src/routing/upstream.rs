@@ -144,7 +144,7 @@ async fn send(
     let origin = uri.path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
     *req.uri_mut() = origin;
     loop {
-        let (mut sender, reused) = match take(&key).await {
+        let (mut sender, reused) = match take(&key) {
             Some(s) => (s, true),
             None => (connect(connector, uri.clone()).await?, false),
         };
@@ -161,26 +161,32 @@ async fn send(
     }
 }
 
-/// The idle connection given back last that is still open and ready.
-async fn take(key: &Key) -> Option<SendRequest<Body>> {
-    loop {
-        let idle = IDLE.with(|p| {
-            let mut p = p.borrow_mut();
-            let list = p.get_mut(key)?;
-            while let Some(c) = list.pop() {
-                if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
-                    return Some(c.sender);
-                }
+/// The idle connection given back last that is ready for a request. One closed by its
+/// instance or idle too long is dropped; one not ready (its connection task has not yet seen
+/// the end of the last exchange, or the request's upload still goes on after an early answer)
+/// stays for later, in front: a request never waits on another one's connection.
+fn take(key: &Key) -> Option<SendRequest<Body>> {
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        let list = p.get_mut(key)?;
+        let mut later = Vec::new();
+        let mut found = None;
+        while let Some(c) = list.pop() {
+            if c.sender.is_closed() || c.since.elapsed() >= IDLE_TIMEOUT {
+                continue;
             }
-            None
-        })?;
-        let mut sender = idle;
-        // Given back at the end of its answer: ready once its connection task has seen that,
-        // or closed (an error) when the instance closed it.
-        if sender.is_ready() || sender.ready().await.is_ok() {
-            return Some(sender);
+            if c.sender.is_ready() {
+                found = Some(c.sender);
+                break;
+            }
+            later.push(c);
         }
-    }
+        if !later.is_empty() {
+            later.reverse();
+            list.splice(0..0, later);
+        }
+        found
+    })
 }
 
 async fn connect(connector: &hyper_rustls::HttpsConnector<HttpConnector>, uri: Uri) -> Result<SendRequest<Body>, SendError> {
