@@ -65,7 +65,7 @@ pub fn is_own(path: &str) -> bool {
 pub async fn routed(g: Arc<Gateway>, addr: ClientAddr, req: Request) -> Response {
     let h1 = req.version() <= axum::http::Version::HTTP_11;
     let start = Instant::now();
-    let mut resp = crate::routing::forward::handle(g.clone(), addr, req).await;
+    let mut resp = crate::routing::forward::handle(g.clone(), addr, req, start).await;
     if h1 && g.is_draining() {
         resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
@@ -76,7 +76,7 @@ pub async fn routed(g: Arc<Gateway>, addr: ClientAddr, req: Request) -> Response
 
 /// Everything that is not an endpoint of the gateway's own goes to an API service.
 async fn proxy(State(g): State<Arc<Gateway>>, Extension(addr): Extension<ClientAddr>, req: Request) -> Response {
-    crate::routing::forward::handle(g, addr, req).await
+    crate::routing::forward::handle(g, addr, req, Instant::now()).await
 }
 
 /// While draining, HTTP/1.1 answers say `Connection: close`, so keep-alive clients open their

@@ -36,9 +36,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// What the access log and the metrics say of one routed request; filled in as it goes.
 #[derive(Default)]
 struct Trace {
-    id: String,
+    /// The request id, made a header value once: it goes to the instance and to the client.
+    id: Option<HeaderValue>,
     service: Option<Arc<Service>>,
-    route: Option<String>,
+    /// The index of the route in the service's routes.
+    route: Option<usize>,
     instance: Option<Arc<Instance>>,
     user: Option<String>,
     attempts: u32,
@@ -46,28 +48,28 @@ struct Trace {
     upstream: std::time::Duration,
 }
 
-/// Handles a request that is not one of the gateway's own endpoints.
-pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Response<Body> {
-    let start = Instant::now();
+/// Handles a request that is not one of the gateway's own endpoints, received at `start`.
+pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>, start: Instant) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut t = Trace { id: request_id(req.headers()), ..Trace::default() };
     let result = forward(&g, addr, req, &mut t).await;
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
-    if let Ok(v) = HeaderValue::from_str(&t.id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
+    if let Some(v) = &t.id {
+        resp.headers_mut().insert(REQUEST_ID, v.clone());
     }
     let status = resp.status().as_u16();
     let service = t.service.as_ref().map_or("-", |s| s.def.service_id.as_str());
     let instance = t.instance.as_ref().map_or("-", |i| i.id.as_str());
+    let route = t.service.as_ref().zip(t.route).and_then(|(s, i)| s.def.routes.get(i)).map_or("-", |r| r.gateway_url.as_str());
     crate::access_log::write(&crate::access_log::Entry {
-        id: &t.id,
+        id: t.id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
         client: addr.0,
         user: t.user.as_deref().unwrap_or("-"),
         method: &method,
         path: &path,
         service,
-        route: t.route.as_deref().unwrap_or("-"),
+        route,
         instance,
         attempts: t.attempts,
         status,
@@ -92,24 +94,29 @@ pub async fn handle(g: Arc<Gateway>, addr: ClientAddr, req: Request<Body>) -> Re
 
 /// The client's `X-Request-Id` when it is 1 to 128 of `[A-Za-z0-9._:-]`, else a new one:
 /// a tag drawn once per process and a counter.
-fn request_id(headers: &HeaderMap) -> String {
+fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
     static TAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let sane = |v: &&str| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    match headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(sane) {
-        Some(v) => v.to_owned(),
-        None => format!("{}-{}", *TAG, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+    let sane =
+        |v: &&HeaderValue| (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b));
+    match headers.get(REQUEST_ID).filter(sane) {
+        Some(v) => Some(v.clone()),
+        None => {
+            let id = format!("{}-{}", *TAG, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            HeaderValue::from_maybe_shared(Bytes::from(id)).ok()
+        }
     }
 }
 
 async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut Trace) -> Result<Response<Body>, GatewayError> {
     let registry = g.routes.registry();
     let forward_to = req.headers().get(FORWARD_TO).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let Some((service, route, rest)) = resolve(&registry, req.uri().path(), forward_to.as_deref()) else {
+    let Some((service, route_index, rest)) = resolve(&registry, req.uri().path(), forward_to.as_deref()) else {
         return Err(GatewayError::NotFound);
     };
     t.service = Some(service.clone());
-    t.route = Some(route.gateway_url.clone());
+    t.route = Some(route_index);
+    let route = &service.def.routes[route_index];
     check_path(&rest)?;
     let cert = req.extensions().get::<Option<ClientCert>>().cloned().flatten();
     let (user, token) = authenticate(g, &service, req.headers(), req.uri().path(), cert.as_ref()).await?;
@@ -145,8 +152,8 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
     let mut headers = upstream_headers(std::mem::take(&mut parts.headers), authority.as_deref(), addr, token.as_deref());
-    if let Ok(v) = HeaderValue::from_str(&t.id) {
-        headers.insert(REQUEST_ID, v);
+    if let Some(v) = &t.id {
+        headers.insert(REQUEST_ID, v.clone());
     }
     if service.def.scheme == Scheme::X509
         && let Some(c) = &cert
@@ -165,7 +172,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             t.instance = Some(instance.clone());
             t.attempts = 1;
-            return tunnel(g, instance, &route, &rest, &parts, headers, on_client).await;
+            return tunnel(g, instance, route, &rest, &parts, headers, on_client).await;
         }
         return Err(GatewayError::NotReady(format!("no instance of service {} is available", service.def.service_id)));
     }
@@ -186,7 +193,7 @@ async fn forward(g: &Gateway, addr: ClientAddr, mut req: Request<Body>, t: &mut 
                 (Body::new(IdleBody::new(s, idle, "request", Some(sent.clone()))), None, Some(sent))
             }
         };
-        let uri = join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query())?;
+        let uri = join(&instance.base, &route.service_relative_url, &rest, parts.uri.query())?;
         let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
         if let Some(h) = up.headers_mut() {
             // The last attempt takes them; earlier ones copy them for the next.
@@ -278,7 +285,7 @@ async fn tunnel(
     headers: HeaderMap,
     on_client: hyper::upgrade::OnUpgrade,
 ) -> Result<Response<Body>, GatewayError> {
-    let uri = join(&instance.base, &format!("{}{}", route.service_relative_url, rest), parts.uri.query())?;
+    let uri = join(&instance.base, &route.service_relative_url, rest, parts.uri.query())?;
     let mut up = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
     if let Some(h) = up.headers_mut() {
         *h = headers;
@@ -320,10 +327,10 @@ async fn tunnel(
     Ok(Response::from_parts(p, Body::empty()))
 }
 
-/// The service, route and the rest of the path (raw, still percent-encoded) for `path`:
-/// `/<serviceId>/<gatewayUrl>/<rest>`, or `/<gatewayUrl>/<rest>` with `X-Forward-To`.
-/// Routes are tried longest gatewayUrl first.
-pub fn resolve(registry: &super::Registry, path: &str, forward_to: Option<&str>) -> Option<(Arc<Service>, RouteDef, String)> {
+/// The service, the index of its route and the rest of the path (raw, still percent-encoded)
+/// for `path`: `/<serviceId>/<gatewayUrl>/<rest>`, or `/<gatewayUrl>/<rest>` with
+/// `X-Forward-To`. Routes are tried longest gatewayUrl first.
+pub fn resolve(registry: &super::Registry, path: &str, forward_to: Option<&str>) -> Option<(Arc<Service>, usize, String)> {
     let (service, after) = match forward_to {
         Some(id) => (registry.get(id.trim())?, path),
         None => {
@@ -335,9 +342,9 @@ pub fn resolve(registry: &super::Registry, path: &str, forward_to: Option<&str>)
             (registry.get(id)?, after)
         }
     };
-    let found = service.def.routes.iter().find_map(|route| {
+    let found = service.def.routes.iter().enumerate().find_map(|(i, route)| {
         let rest = after.strip_prefix('/')?.strip_prefix(route.gateway_url.as_str())?;
-        (rest.is_empty() || rest.starts_with('/')).then(|| (route.clone(), rest.to_owned()))
+        (rest.is_empty() || rest.starts_with('/')).then(|| (i, rest.to_owned()))
     });
     found.map(|(route, rest)| (service, route, rest))
 }
@@ -552,10 +559,13 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// `base` + `path` (already encoded) + `query`.
-pub fn join(base: &Uri, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
-    let prefix = base.path().trim_end_matches('/');
-    let mut pq = format!("{prefix}{path}");
+/// `base` + `prefix` + `rest` (already encoded) + `query`, built in one string.
+pub fn join(base: &Uri, prefix: &str, rest: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    let base_path = base.path().trim_end_matches('/');
+    let mut pq = String::with_capacity(base_path.len() + prefix.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(base_path);
+    pq.push_str(prefix);
+    pq.push_str(rest);
     if pq.is_empty() {
         pq.push('/');
     }
@@ -605,6 +615,7 @@ mod tests {
     #[test]
     fn join_keeps_the_encoded_path_and_query() {
         let base: Uri = "https://h:1/base/".parse().unwrap();
-        assert_eq!(join(&base, "/svc/a%2Fb//c", Some("x=%20&y")).unwrap().to_string(), "https://h:1/base/svc/a%2Fb//c?x=%20&y");
+        assert_eq!(join(&base, "/svc", "/a%2Fb//c", Some("x=%20&y")).unwrap().to_string(), "https://h:1/base/svc/a%2Fb//c?x=%20&y");
+        assert_eq!(join(&"http://h:1".parse().unwrap(), "", "", None).unwrap().to_string(), "http://h:1/");
     }
 }

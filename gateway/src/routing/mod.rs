@@ -250,7 +250,7 @@ impl Routes {
                         // A registration's own healthCheckUrl first, else the definition's path.
                         let uri = match (&instance.health_url, &service.def.health_check) {
                             (Some(u), _) => Ok(u.clone()),
-                            (None, Some(path)) => forward::join(&instance.base, path, None),
+                            (None, Some(path)) => forward::join(&instance.base, path, "", None),
                             (None, None) => continue,
                         };
                         let (r, instance) = (r.clone(), instance.clone());
