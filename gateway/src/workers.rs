@@ -1,6 +1,6 @@
 //! Thread-per-core serving (issue 14): one OS thread per core, each running a `current_thread`
 //! tokio runtime with its own `SO_REUSEPORT` listener on the gateway's port (the kernel spreads
-//! new connections over them) and its own pooled client to the API services (see
+//! new connections over them) and its own connections to the API services (see
 //! [`crate::routing::upstream`]), so a request never crosses threads: no wake-up of
 //! another core, no cross-CPU reschedule. On this 2-core machine it measured faster than the
 //! multi-thread runtime (numbers in ARCHITECTURE.md). Shared state (tokens, registry,

@@ -134,9 +134,10 @@ impl Routes {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
-    /// The client for a service: the shared one, or one with the service's connect timeout.
-    /// A serving thread ([`crate::workers`]) has clients of its own, so its upstream
-    /// connections are driven on that thread and never handed to another one.
+    /// The client for a service with the service's connect timeout (or the default one). A
+    /// serving thread ([`crate::workers`]) has clients of its own ([`upstream`]), so its
+    /// upstream connections are driven on that thread and never handed to another one;
+    /// elsewhere it is the pooled client.
     pub fn client_for(&self, connect_timeout: Option<Duration>) -> Upstream {
         let timeout = connect_timeout.unwrap_or(self.config.connect_timeout);
         if let Some(worker) = crate::workers::current() {

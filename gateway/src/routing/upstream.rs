@@ -216,11 +216,6 @@ pub fn sweep() {
     });
 }
 
-/// Idle connections this thread holds.
-pub fn idle_connections() -> usize {
-    IDLE.with(|p| p.borrow().values().map(Vec::len).sum())
-}
-
 /// A connection to give back when its answer's body has ended.
 struct Back {
     key: Key,
