@@ -11,7 +11,6 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Extension;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -145,20 +144,24 @@ async fn connection(c: Arc<Conns>, mut tcp: tokio::net::TcpStream, peer: SocketA
         Err(_) => return,
     };
     let (addr, cert) = (ClientAddr(client.ip()), client_cert(&tls));
-    let own = c.app.clone().layer(Extension(addr)).layer(Extension(cert.clone()));
     let state = c.state.clone();
-    // Routed requests skip the router (the hot path); the gateway's own endpoints use it.
+    let app = c.app.clone();
+    // Routed requests skip the router (the hot path); the gateway's own endpoints use it. The
+    // client's address and certificate go in each request's extensions, where the handlers'
+    // `Extension` extractors find them (not a router layered per connection: that copied
+    // every route for every connection).
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut req = req.map(axum::body::Body::new);
-        let own = crate::api::is_own(req.uri().path()).then(|| own.clone());
-        let (state, cert) = (state.clone(), cert.clone());
+        req.extensions_mut().insert(cert.clone());
+        let own = crate::api::is_own(req.uri().path()).then(|| app.clone());
+        let state = state.clone();
         async move {
             match own {
-                Some(own) => own.oneshot(req).await,
-                None => {
-                    req.extensions_mut().insert(cert);
-                    Ok(crate::api::routed(state, addr, req).await)
+                Some(own) => {
+                    req.extensions_mut().insert(addr);
+                    own.oneshot(req).await
                 }
+                None => Ok(crate::api::routed(state, addr, req).await),
             }
         }
     });
