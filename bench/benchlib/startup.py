@@ -23,11 +23,15 @@ def scenario5(run, procs, tmp, nginx_port):
     os.makedirs(defs, exist_ok=True)
     with open(os.path.join(defs, "nginx.yml"), "w") as f:
         f.write(topology.NGINX_SERVICE.format(nginx=nginx_port))
-    ports = {k: free_port() for k in ("ext", "gw1", "gw2", "cs", "admin", "s1", "s2")}
+    ports = {k: free_port() for k in ("ext", "gw1", "gw2", "cs1", "cs2", "cs3", "admin", "s1", "s2")}
     env = dict(os.environ)
     env.update({
         "PLEXGATE__ZOWE__EXTERNALPORT": str(ports["ext"]),
-        "PLEXGATE__COMPONENTS__CACHING_SERVICE__PORT": str(ports["cs"]),
+        # One port per replica: a component-level port would be every replica's, so two of the
+        # three could not listen and the group would have no majority.
+        "PLEXGATE__HAINSTANCES__LPAR1__COMPONENTS__CACHING_SERVICE__PORT": str(ports["cs1"]),
+        "PLEXGATE__HAINSTANCES__LPAR2__COMPONENTS__CACHING_SERVICE__PORT": str(ports["cs2"]),
+        "PLEXGATE__HAINSTANCES__LPAR3__COMPONENTS__CACHING_SERVICE__PORT": str(ports["cs3"]),
         "PLEXGATE__COMPONENTS__DISTRIBUTOR__ADMIN__PORT": str(ports["admin"]),
         "PLEXGATE__COMPONENTS__SAMPLE_SERVICE__PORTS": f"[{ports['s1']}, {ports['s2']}]",
         "PLEXGATE__HAINSTANCES__LPAR1__COMPONENTS__GATEWAY__PORT": str(ports["gw1"]),
